@@ -1,0 +1,197 @@
+"""ComfyUI node definitions (V3 API): schemas only; the work is in runtime.py and work.py."""
+
+from __future__ import annotations
+
+from typing_extensions import override
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import runtime, work
+
+CATEGORY = "image/SwinIR"
+
+SwinIRModel = io.Custom("SWINIR_MODEL")
+
+_TILE_TOOLTIP = (
+    "Tile size in input pixels. 0 = automatic: the whole image in one pass when it fits in memory, "
+    "otherwise tiles sized to the free memory (and smaller tiles again after an out-of-memory error). "
+    "Smaller tiles use less memory and are slower."
+)
+_OVERLAP_TOOLTIP = (
+    "Overlap between neighbouring tiles, in input pixels; the overlapping borders are blended so no "
+    "seams show. Only used when the image is split into tiles."
+)
+_PRECISION_TOOLTIP = (
+    "Arithmetic precision. fp32 is exact and the safe choice on CPU; bf16/fp16 are faster and use less "
+    "memory on GPUs that support them, with tiny differences in the result."
+)
+_STRENGTH_TOOLTIP = "How much of the restored image to keep: 1 = fully restored, 0 = the input unchanged, in between = a blend."
+
+
+def _common_inputs():
+    return [
+        SwinIRModel.Input("model", tooltip="A SwinIR model from 'Load SwinIR Model' (or 'SwinIR From Upscale Model')."),
+        io.Image.Input("image", tooltip="The image or batch of images (e.g. video frames) to restore."),
+        io.Int.Input("tile_size", default=0, min=0, max=4096, step=8, tooltip=_TILE_TOOLTIP),
+        io.Int.Input("overlap", default=32, min=0, max=512, step=1, tooltip=_OVERLAP_TOOLTIP),
+        io.Combo.Input("precision", options=list(work.PRECISIONS), default="fp32", tooltip=_PRECISION_TOOLTIP),
+    ]
+
+
+class SwinIRModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        choices = runtime.model_choices()
+        return io.Schema(
+            node_id="SwinIRModelLoader",
+            display_name="Load SwinIR Model",
+            category=CATEGORY,
+            description=(
+                "Loads a SwinIR checkpoint (.safetensors or the official .pth) and detects its task, scale and "
+                "window from the weights. Lists the pack's own x2 model, models/swinir/ and models/upscale_models/. "
+                "Official models: python -m swinir download NAME, into models/swinir/."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "model_name",
+                    options=choices,
+                    default=choices[0],
+                    tooltip=(
+                        "The checkpoint to load. '(default) ...' is the lightweight x2 super-resolution model that "
+                        "ships with this pack; other files come from models/swinir/ and models/upscale_models/."
+                    ),
+                ),
+            ],
+            outputs=[
+                SwinIRModel.Output(display_name="model", tooltip="The loaded SwinIR model, for the SwinIR nodes."),
+                io.String.Output(display_name="info", tooltip="What the model is: task, scale, window, noise level or JPEG quality."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model_name) -> io.NodeOutput:
+        model, info = runtime.load_model(model_name)
+        return io.NodeOutput(model, info)
+
+
+class SwinIRFromUpscaleModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SwinIRFromUpscaleModel",
+            display_name="SwinIR From Upscale Model",
+            category=CATEGORY,
+            description=(
+                "Turns a SwinIR loaded with the built-in 'Load Upscale Model' node into a SwinIR model for this "
+                "pack's nodes (tiling, interrupt, precision, denoise/JPEG tasks). Other architectures are refused."
+            ),
+            inputs=[
+                io.UpscaleModel.Input("upscale_model", tooltip="An UPSCALE_MODEL from 'Load Upscale Model' that is a SwinIR."),
+            ],
+            outputs=[
+                SwinIRModel.Output(display_name="model", tooltip="The same weights as a SwinIR model."),
+                io.String.Output(display_name="info", tooltip="What the model is: task, scale, window."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, upscale_model) -> io.NodeOutput:
+        model, info = runtime.from_upscale_model(upscale_model)
+        return io.NodeOutput(model, info)
+
+
+class SwinIRUpscale(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SwinIRUpscale",
+            display_name="SwinIR Upscale",
+            category=CATEGORY,
+            description=(
+                "Super-resolution with a SwinIR SR model (classical, lightweight or real-world): the output is the "
+                "model's scale (x2, x3, x4, x8) times the input, or scale_by times the input when set."
+            ),
+            inputs=_common_inputs()
+            + [
+                io.Float.Input(
+                    "scale_by",
+                    default=0.0,
+                    min=0.0,
+                    max=8.0,
+                    step=0.05,
+                    optional=True,
+                    tooltip=(
+                        "Final size as a factor of the input. 0 (or the model's scale) = the model's native size; "
+                        "e.g. 1.5 with a x2 model upscales x2 and then downsizes with an antialiased bicubic filter."
+                    ),
+                ),
+            ],
+            outputs=[io.Image.Output(tooltip="The upscaled image(s).")],
+        )
+
+    @classmethod
+    def execute(cls, model, image, tile_size, overlap, precision, scale_by=0.0) -> io.NodeOutput:
+        out = runtime.run(model, image, "sr", tile_size=tile_size, overlap=overlap, precision=precision)
+        h, w = work.output_size(image.shape[1], image.shape[2], int(model.config.scale), scale_by)
+        return io.NodeOutput(work.resize(out, h, w))
+
+
+class SwinIRDenoise(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SwinIRDenoise",
+            display_name="SwinIR Denoise",
+            category=CATEGORY,
+            description=(
+                "Removes Gaussian-like noise with a SwinIR denoising model (gray or color; each model is trained "
+                "for one noise level, e.g. 15, 25 or 50). A grayscale model on a color image denoises brightness "
+                "and keeps the colors. The output has the input's size."
+            ),
+            inputs=_common_inputs()
+            + [io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.05, tooltip=_STRENGTH_TOOLTIP)],
+            outputs=[io.Image.Output(tooltip="The denoised image(s).")],
+        )
+
+    @classmethod
+    def execute(cls, model, image, tile_size, overlap, precision, strength) -> io.NodeOutput:
+        out = runtime.run(model, image, "denoise", tile_size=tile_size, overlap=overlap, precision=precision)
+        return io.NodeOutput(work.blend(image, out, strength))
+
+
+class SwinIRJPEGCleanup(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SwinIRJPEGCleanup",
+            display_name="SwinIR JPEG Cleanup",
+            category=CATEGORY,
+            description=(
+                "Removes JPEG compression artifacts (blocks, ringing) with a SwinIR JPEG model (gray or color; "
+                "each trained for one JPEG quality, e.g. 10, 20, 30 or 40). The output has the input's size."
+            ),
+            inputs=_common_inputs()
+            + [io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.05, tooltip=_STRENGTH_TOOLTIP)],
+            outputs=[io.Image.Output(tooltip="The cleaned image(s).")],
+        )
+
+    @classmethod
+    def execute(cls, model, image, tile_size, overlap, precision, strength) -> io.NodeOutput:
+        out = runtime.run(model, image, "jpeg", tile_size=tile_size, overlap=overlap, precision=precision)
+        return io.NodeOutput(work.blend(image, out, strength))
+
+
+NODES = [
+    SwinIRModelLoader,
+    SwinIRFromUpscaleModel,
+    SwinIRUpscale,
+    SwinIRDenoise,
+    SwinIRJPEGCleanup,
+]
+
+
+class SwinIRExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        runtime.register_model_folder()
+        return list(NODES)

@@ -1,0 +1,169 @@
+"""The work behind the ComfyUI nodes, free of ComfyUI imports.
+
+Everything ComfyUI-specific (device choice, progress bar, interrupt, out-of-memory type, model
+folders) is passed in by ``nodes/runtime.py``; this module only needs torch and the ``swinir`` core,
+so it can be tested without a ComfyUI install.
+
+ComfyUI images are BHWC float tensors in [0, 1]; the engine works on NCHW.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .. import swinir
+
+# Task families and the node that serves each one (display names, as users see them).
+SR_TASKS = ("classical_sr", "lightweight_sr", "real_sr")
+DENOISE_TASKS = ("gray_denoise", "color_denoise")
+JPEG_TASKS = ("gray_jpeg", "color_jpeg")
+
+FAMILY_OF_TASK = {t: "sr" for t in SR_TASKS}
+FAMILY_OF_TASK.update({t: "denoise" for t in DENOISE_TASKS})
+FAMILY_OF_TASK.update({t: "jpeg" for t in JPEG_TASKS})
+
+NODE_FOR_FAMILY = {
+    "sr": "SwinIR Upscale",
+    "denoise": "SwinIR Denoise",
+    "jpeg": "SwinIR JPEG Cleanup",
+}
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+DEFAULT_MODEL_PREFIX = "(default) "
+
+
+class WrongModelError(ValueError):
+    """A SwinIR model was given to the node of another task."""
+
+
+def task_family(config) -> str:
+    family = FAMILY_OF_TASK.get(config.task)
+    if family is None:
+        raise WrongModelError(f"Unknown SwinIR task {config.task!r}")
+    return family
+
+
+def task_phrase(config) -> str:
+    """What the model does, in words: 'JPEG-artifact removal model (color, quality 10)'."""
+    family = task_family(config)
+    colour = "grayscale" if config.in_chans == 1 else "color"
+    if family == "sr":
+        kind = {
+            "classical_sr": "classical",
+            "lightweight_sr": "lightweight",
+            "real_sr": "real-world",
+        }[config.task]
+        return f"super-resolution model (x{config.scale}, {kind})"
+    if family == "denoise":
+        level = getattr(config, "noise_level", None)
+        detail = colour if level is None else f"{colour}, noise level {level}"
+        return f"denoising model ({detail})"
+    quality = getattr(config, "jpeg_quality", None)
+    detail = colour if quality is None else f"{colour}, quality {quality}"
+    return f"JPEG-artifact removal model ({detail})"
+
+
+def check_task(model, family: str) -> None:
+    """Raise WrongModelError naming the model's task and the node to use, if it is not of ``family``."""
+    config = model.config
+    actual = task_family(config)
+    if actual != family:
+        raise WrongModelError(
+            f"This is a {task_phrase(config)} [task {config.task}]; "
+            f"'{NODE_FOR_FAMILY[family]}' needs a {'super-resolution' if family == 'sr' else family} model. "
+            f"Use the '{NODE_FOR_FAMILY[actual]}' node for this model."
+        )
+
+
+def tile_arg(tile_size: int):
+    """Node widget value -> engine ``tile``: 0 means automatic (whole image when it fits)."""
+    tile_size = int(tile_size)
+    if tile_size < 0:
+        raise ValueError(f"tile_size must be 0 (auto) or positive, got {tile_size}")
+    return None if tile_size == 0 else tile_size
+
+
+def restore_batch(
+    model,
+    images: torch.Tensor,
+    *,
+    tile_size: int = 0,
+    overlap: int = 32,
+    precision: str = "fp32",
+    device: Optional[torch.device] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+    cancel: Optional[Callable[[], bool]] = None,
+    oom_exceptions: Iterable[type] = (torch.OutOfMemoryError,),
+    memory_budget: Optional[int] = None,
+) -> torch.Tensor:
+    """Restore a BHWC batch; returns BHWC float in [0, 1] on the CPU.
+
+    The engine takes the images one at a time (memory does not grow with a long video batch) and calls
+    ``progress(done, total)`` once per tile over the whole batch.
+    """
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4:
+        raise ValueError(f"Expected an IMAGE batch [B, H, W, C], got shape {tuple(images.shape)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    out = swinir.restore(
+        model,
+        images.movedim(-1, 1),
+        tile=tile_arg(tile_size),
+        overlap=int(overlap),
+        precision=precision,
+        device=device,
+        progress=progress,
+        cancel=cancel,
+        oom_exceptions=tuple(oom_exceptions),
+        memory_budget=memory_budget,
+    )
+    return out.movedim(1, -1)
+
+
+def blend(original: torch.Tensor, restored: torch.Tensor, strength: float) -> torch.Tensor:
+    """strength 1: the restored image; 0: the input; in between, a linear mix (same size, BHWC)."""
+    strength = float(strength)
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be between 0 and 1, got {strength}")
+    if strength >= 1.0:
+        return restored
+    original = original.to(restored.dtype).cpu()
+    if original.shape[-1] != restored.shape[-1]:
+        original = original.expand(*restored.shape)
+    return (original + strength * (restored - original)).clamp_(0.0, 1.0)
+
+
+def output_size(height: int, width: int, native_scale: int, scale_by: float) -> tuple[int, int]:
+    """Final size for ``scale_by`` (0 or the model's scale: native size)."""
+    scale_by = float(scale_by)
+    if scale_by < 0:
+        raise ValueError(f"scale_by must be 0 (native) or positive, got {scale_by}")
+    if scale_by == 0 or scale_by == native_scale:
+        return height * native_scale, width * native_scale
+    return max(1, round(height * scale_by)), max(1, round(width * scale_by))
+
+
+def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resize a BHWC batch with antialiased bicubic (a good downscale filter), clamped to [0, 1]."""
+    if images.shape[1] == height and images.shape[2] == width:
+        return images
+    x = images.movedim(-1, 1)
+    y = F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
+    return y.movedim(1, -1).clamp_(0.0, 1.0)
+
+
+def unique_names(*lists: Iterable[str]) -> list[str]:
+    seen = set()
+    out = []
+    for names in lists:
+        for n in names:
+            if n not in seen:
+                seen.add(n)
+                out.append(n)
+    return out

@@ -1,0 +1,44 @@
+"""Human-readable summaries of a model configuration (shown in the nodes and the command line)."""
+
+from __future__ import annotations
+
+from .config import SwinIRConfig
+
+TASK_TITLES = {
+    "classical_sr": "classical super-resolution",
+    "lightweight_sr": "lightweight super-resolution",
+    "real_sr": "real-world super-resolution",
+    "gray_denoise": "grayscale denoising",
+    "color_denoise": "color denoising",
+    "gray_jpeg": "grayscale JPEG-artifact removal",
+    "color_jpeg": "color JPEG-artifact removal",
+}
+# Which node of the pack runs each task family.
+NODE_FOR_FAMILY = {"sr": "SwinIR Upscale", "denoise": "SwinIR Denoise", "jpeg": "SwinIR JPEG Cleanup"}
+
+
+def task_family(task: str) -> str:
+    return task.rsplit("_", 1)[-1]
+
+
+def variant(config: SwinIRConfig) -> str:
+    if config.embed_dim == 60 and len(config.depths) == 4:
+        return "SwinIR-S"
+    if config.embed_dim == 240 and len(config.depths) == 9:
+        return "SwinIR-L"
+    if config.embed_dim == 180 and len(config.depths) == 6:
+        return "SwinIR-M"
+    return f"SwinIR (dim {config.embed_dim}, {len(config.depths)} groups)"
+
+
+def describe(config: SwinIRConfig) -> str:
+    """One line, e.g. 'lightweight super-resolution x2 (SwinIR-S, window 8, RGB)'."""
+    parts = [TASK_TITLES[config.task]]
+    if config.is_sr:
+        parts.append(f"x{config.scale}")
+    if config.noise_level is not None:
+        parts.append(f"sigma {config.noise_level}")
+    if config.jpeg_quality is not None:
+        parts.append(f"quality {config.jpeg_quality}")
+    detail = f"{variant(config)}, window {config.window_size}, {'RGB' if config.in_chans == 3 else 'gray'}"
+    return f"{' '.join(parts)} ({detail})"

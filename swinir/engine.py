@@ -1,0 +1,231 @@
+"""`restore`: run a SwinIR model over images of any size with seamless tiles and bounded memory."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import nullcontext
+from typing import Callable
+
+import torch
+
+from . import memory
+from .channels import channel_plan
+from .errors import Cancelled, InputError, SwinIRError
+from .network import SwinIR, pad_to_window
+from .tiling import TilePlan, align_down, plan_tiles, tile_weight
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULT_OVERLAP_WINDOWS = 4
+MIN_TILE_WINDOWS = 4
+
+Progress = Callable[[int, int], None]
+
+
+class _Counter:
+    """Tiles done and planned; the plan can grow when an out-of-memory error shrinks the tiles."""
+
+    def __init__(self, total: int, callback: Progress | None) -> None:
+        self.done, self.total, self.callback = 0, total, callback
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+
+def default_overlap(window: int) -> int:
+    return DEFAULT_OVERLAP_WINDOWS * window
+
+
+def check_images(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor):
+        raise InputError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.dim() != 4:
+        raise InputError(f"images must be NCHW (4 dimensions), got shape {tuple(images.shape)}")
+    n, c, h, w = images.shape
+    if n == 0:
+        raise InputError("the image batch is empty; connect at least one image")
+    if h == 0 or w == 0:
+        raise InputError(f"image size {w}x{h} has no pixels")
+    if c not in (1, 2, 3, 4):
+        raise InputError(
+            f"images have {c} channels; expected 1 (gray), 3 (RGB) or with alpha 2/4 in NCHW layout "
+            f"(got shape {tuple(images.shape)}; a channels-last NHWC tensor must be permuted first)"
+        )
+    if not images.is_floating_point():
+        raise InputError(f"images must be float in [0, 1], got {images.dtype}")
+    if not torch.isfinite(images).all():
+        bad = int((~torch.isfinite(images)).sum())
+        raise InputError(f"images contain {bad} NaN or infinite values; fix the node or file that produced them")
+
+
+def _autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class _Runner:
+    """Runs the model on tiles of one plan, with the precision fallback."""
+
+    def __init__(self, model: SwinIR, device: torch.device, dtype: torch.dtype) -> None:
+        self.model, self.device, self.dtype = model, device, dtype
+        self.warned = False
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device)
+        with torch.inference_mode(), _autocast(self.device, self.dtype):
+            out = self.model(x)
+        if self.dtype != torch.float32 and not torch.isfinite(out).all():
+            # SwinIR overflows fp16 on real weights (black or NaN output): redo this tile in fp32.
+            if not self.warned:
+                warnings.warn(f"{self.dtype} produced non-finite values; those tiles were redone in fp32", stacklevel=3)
+                self.warned = True
+            with torch.inference_mode():
+                out = self.model(x)
+        return out.float().cpu()
+
+
+def _resolve_tile(tile: int | str | None, cfg, height: int, width: int, budget: int, dtype: torch.dtype) -> int:
+    w = cfg.window_size
+    if tile not in (None, "auto", 0):
+        if not isinstance(tile, int) or tile < 0:
+            raise InputError(f"tile must be None, 'auto' or a positive size in pixels, got {tile!r}")
+        return max(align_down(tile, w), MIN_TILE_WINDOWS * w)
+    if memory.estimate_bytes(cfg, height * width, dtype) <= budget:
+        return max(height, width)
+    side = int((budget / memory.bytes_per_input_pixel(cfg, dtype)) ** 0.5)
+    return max(align_down(side, w), MIN_TILE_WINDOWS * w)
+
+
+def _run_plane(
+    runner: _Runner,
+    plane: torch.Tensor,
+    scale: int,
+    window: int,
+    tile: int,
+    overlap: int,
+    counter: _Counter,
+    cancel: Callable[[], bool] | None,
+    oom_exceptions: tuple[type[BaseException], ...],
+    tile_batch: int,
+) -> torch.Tensor:
+    """One (1, C, H, W) plane through the model, tiled; shrinks the tile on OOM and resumes."""
+    h, w = plane.shape[-2:]
+    padded = pad_to_window(plane, window)
+    ph, pw = padded.shape[-2:]
+    acc = torch.zeros(1, plane.shape[1], ph * scale, pw * scale)
+    weight = torch.zeros(1, 1, ph * scale, pw * scale)
+    plan = plan_tiles(ph, pw, tile, overlap, window)
+    while True:
+        started = counter.done
+        try:
+            _accumulate(runner, padded, plan, scale, acc, weight, counter, cancel, tile_batch)
+            break
+        except oom_exceptions:
+            smaller = max(align_down(plan.tile // 2, window), MIN_TILE_WINDOWS * window)
+            if smaller >= plan.tile:
+                raise SwinIRError(
+                    f"out of memory even with {plan.tile}px tiles; free memory (close other programs or models), "
+                    "use bf16 precision, or a smaller model"
+                ) from None
+            log.warning("out of memory with %dpx tiles; retrying the remaining tiles at %dpx", plan.tile, smaller)
+            unfinished = len(plan) - (counter.done - started)
+            plan = plan_tiles(ph, pw, smaller, overlap, window)
+            counter.total += len(plan) - unfinished
+            tile_batch = 1
+    return (acc / weight.clamp_min(1e-12))[..., : h * scale, : w * scale]
+
+
+def _accumulate(runner, padded, plan: TilePlan, scale, acc, weight, counter: _Counter, cancel, tile_batch) -> None:
+    tiles = plan.tiles
+    if len(tiles) == 1:
+        if cancel is not None and cancel():
+            raise Cancelled("cancelled")
+        acc += runner(padded)
+        weight += 1
+        counter.tick()
+        return
+    # Tiles whose whole footprint is already fully weighted (done before an OOM shrink) are not run again.
+    todo = [t for t in tiles if not bool(
+        (weight[..., t.y * scale : (t.y + t.height) * scale, t.x * scale : (t.x + t.width) * scale] >= 1 - 1e-6).all()
+    )]
+    for _ in range(len(tiles) - len(todo)):
+        counter.tick()
+    for start in range(0, len(todo), tile_batch):
+        group = todo[start : start + tile_batch]
+        if cancel is not None and cancel():
+            raise Cancelled("cancelled")
+        batch = torch.cat([padded[..., t.y : t.y + t.height, t.x : t.x + t.width] for t in group])
+        out = runner(batch)
+        for i, t in enumerate(group):
+            wt = tile_weight(plan, t, scale)
+            region = (..., slice(t.y * scale, (t.y + t.height) * scale), slice(t.x * scale, (t.x + t.width) * scale))
+            acc[region] += out[i : i + 1] * wt
+            weight[region] += wt
+            counter.tick()
+
+
+def restore(
+    model: SwinIR,
+    images: torch.Tensor,
+    *,
+    tile: int | str | None = None,
+    overlap: int | None = None,
+    precision: str = "fp32",
+    device: torch.device | str | None = None,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+    gray_mode: str = "luma",
+    oom_exceptions: tuple[type[BaseException], ...] = (torch.OutOfMemoryError,),
+    memory_budget: int | None = None,
+    tile_batch: int | None = None,
+) -> torch.Tensor:
+    """Restore NCHW float images in [0, 1]; returns NCHW float32 in [0, 1] on the CPU, `scale` times larger.
+
+    tile: None or "auto" runs the whole image when it fits the memory budget, else the largest window-aligned
+    tile that fits; an int forces that tile size (input pixels). overlap: input pixels shared by neighbouring
+    tiles (default 4 windows). progress(done, total) is called once per tile and may raise to abort; cancel() is
+    checked before each tile and stops with `Cancelled`. Images are processed one at a time, so memory does not
+    grow with the batch.
+    """
+    check_images(images)
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    cfg = model.config
+    dtype = PRECISIONS[precision]
+    home = next(model.parameters()).device
+    device = torch.device(device) if device is not None else home
+    budget = memory_budget if memory_budget is not None else memory.memory_budget(device)
+    window, scale = cfg.window_size, cfg.scale
+    overlap = default_overlap(window) if overlap is None else max(0, int(overlap))
+    n, c, h, w = images.shape
+    plan_channels = channel_plan(c, cfg.in_chans, scale, gray_mode)
+    ph, pw = -(-h // window) * window, -(-w // window) * window
+    tile_px = _resolve_tile(tile, cfg, ph, pw, budget, dtype)
+    planes_per_image = len(plan_channels.to_model(images[:1]))
+    per_plane = len(plan_tiles(ph, pw, tile_px, overlap, window))
+    total = n * planes_per_image * per_plane
+    if tile_batch is None:
+        fits = max(1, budget // max(1, memory.estimate_bytes(cfg, tile_px * tile_px, dtype)))
+        tile_batch = 1 if device.type == "cpu" else int(min(fits, 8))
+    counter = _Counter(total, progress)
+    runner = _Runner(model, device, dtype)
+    out = torch.empty(n, c, h * scale, w * scale)
+    if device != home:
+        model.to(device)
+    try:
+        for i in range(n):
+            image = images[i : i + 1].float().cpu()
+            planes = [
+                _run_plane(runner, p, scale, window, tile_px, overlap, counter, cancel, oom_exceptions, tile_batch)
+                for p in plan_channels.to_model(image)
+            ]
+            out[i : i + 1] = plan_channels.from_model(image, planes).clamp(0, 1)
+    finally:
+        if device != home:
+            model.to(home)
+    return out

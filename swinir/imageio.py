@@ -1,0 +1,66 @@
+"""Reading and writing image files: 8- and 16-bit, atomically, with errors that name the file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ImageFileError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except FileNotFoundError:
+        raise ImageFileError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageFileError(f"{path}: not a readable image ({e}); check that the file is complete") from None
+
+
+def read_image(path: Path) -> tuple[np.ndarray, int]:
+    """HWC float32 in [0, 1] (C = 1, 3 or 4) and the source bit depth (8 or 16)."""
+    img = _open(Path(path))
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float32) / 65535.0
+        return np.clip(arr, 0, 1)[..., None], 16
+    if img.mode not in ("L", "RGB", "RGBA"):
+        img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return arr, 8
+
+
+def read_image_uint8(path: Path, channels: int = 3) -> np.ndarray:
+    """HWC uint8 with exactly `channels` channels (3: gray is replicated, alpha dropped)."""
+    img = _open(Path(path))
+    return np.asarray(img.convert("RGB" if channels == 3 else "L")).reshape(img.height, img.width, channels)
+
+
+def write_image(path: Path, arr: np.ndarray, bits: int = 8) -> None:
+    """Writes HWC float in [0, 1] to a temporary file beside `path`, then renames it: never a partial file."""
+    path = Path(path)
+    arr = np.clip(arr, 0, 1)
+    if bits == 16 and arr.shape[2] == 1 and path.suffix.lower() == ".png":
+        img = Image.fromarray((arr[..., 0] * 65535 + 0.5).astype(np.uint16))
+    else:
+        data = (arr * 255 + 0.5).astype(np.uint8)
+        img = Image.fromarray(data[..., 0] if data.shape[2] == 1 else data)
+    if img.mode == "RGBA" and path.suffix.lower() in (".jpg", ".jpeg"):
+        img = img.convert("RGB")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        img.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

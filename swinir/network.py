@@ -1,0 +1,265 @@
+"""The SwinIR network (Liang et al., ICCV-W 2021) with the official state-dict key names.
+
+Same arithmetic as the official code, organised for speed: tokens stay channels-last, the roll and the window
+partition are one cached gather (see `windows.py`), attention runs through `scaled_dot_product_attention` with the
+relative-position bias as an additive mask, and the bias and masks are recomputed per input size instead of being
+stored, so any input size works whatever patch size a checkpoint was trained on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import windows
+from .config import RGB_MEAN, SwinIRConfig
+
+# One switch between the fused attention kernel and the plain matmul-softmax path (kept for verification).
+USE_SDPA = True
+
+
+def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    if USE_SDPA:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + mask
+    return attn.softmax(dim=-1) @ v
+
+
+class WindowAttention(nn.Module):
+    def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self._bias_cache: tuple[tuple, torch.Tensor] | None = None
+
+    def relative_bias(self, dtype: torch.dtype) -> torch.Tensor:
+        """(heads, N, N) bias; cached while no gradient is recorded (the table is then constant)."""
+        table = self.relative_position_bias_table
+        key = (table.device, dtype, table._version, table.data_ptr())
+        if not torch.is_grad_enabled() and self._bias_cache is not None and self._bias_cache[0] == key:
+            return self._bias_cache[1]
+        n = self.window_size**2
+        index = windows.relative_position_index(self.window_size).to(table.device)
+        bias = table[index].view(n, n, -1).permute(2, 0, 1).contiguous().to(dtype)
+        if not torch.is_grad_enabled():
+            self._bias_cache = (key, bias)
+        return bias
+
+    def forward(self, x: torch.Tensor, layout: windows.WindowLayout) -> torch.Tensor:
+        """x: (B, L, C) tokens in `layout` order; returns the same shape and order."""
+        b, length, c = x.shape
+        n = self.window_size**2
+        nw = length // n
+        heads = self.num_heads
+        qkv = self.qkv(x).view(b, nw, n, 3, heads, c // heads).permute(3, 0, 1, 4, 2, 5)
+        bias = self.relative_bias(x.dtype)
+        parts = []
+        for start, stop, mask in self._groups(layout, nw, bias):
+            q, k, v = (t[:, start:stop].reshape(b * (stop - start), heads, n, c // heads) for t in qkv)
+            if mask.dim() == 4 and b > 1:
+                mask = mask.repeat(b, 1, 1, 1)
+            out = window_attention(q, k, v, mask)
+            parts.append(out.view(b, stop - start, heads, n, c // heads).transpose(2, 3))
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return self.proj(out.reshape(b, length, c))
+
+    @staticmethod
+    def _groups(layout: windows.WindowLayout, nw: int, bias: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
+        """(first window, end window, additive mask) for each run of windows sharing one mask pattern."""
+        if layout.edge_mask is None:
+            return [(0, nw, bias)]
+        edge = bias.unsqueeze(0) + layout.edge_mask.unsqueeze(1)  # (n_edge, heads, N, N)
+        groups = [(0, layout.n_plain, bias)] if layout.n_plain else []
+        return groups + [(layout.n_plain, nw, edge)]
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class SwinTransformerBlock(nn.Module):
+    def __init__(self, dim: int, num_heads: int, window_size: int, shift_size: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, window_size, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, layout: windows.WindowLayout) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), layout)
+        return x + self.mlp(self.norm2(x))
+
+
+class BasicLayer(nn.Module):
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            SwinTransformerBlock(dim, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, mlp_ratio)
+            for i in range(depth)
+        )
+
+
+def residual_conv(dim: int, kind: str) -> nn.Module:
+    if kind == "1conv":
+        return nn.Conv2d(dim, dim, 3, 1, 1)
+    return nn.Sequential(
+        nn.Conv2d(dim, dim // 4, 3, 1, 1),
+        nn.LeakyReLU(negative_slope=0.2, inplace=True),
+        nn.Conv2d(dim // 4, dim // 4, 1, 1, 0),
+        nn.LeakyReLU(negative_slope=0.2, inplace=True),
+        nn.Conv2d(dim // 4, dim, 3, 1, 1),
+    )
+
+
+def tokens_to_map(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, H*W, C) spatial-order tokens to an NCHW view (channels-last strides, no copy)."""
+    return x.view(x.shape[0], height, width, x.shape[2]).permute(0, 3, 1, 2)
+
+
+def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+
+
+class RSTB(nn.Module):
+    """Residual Swin Transformer Block: a group of blocks, a convolution, and a skip connection."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float, resi: str) -> None:
+        super().__init__()
+        self.residual_group = BasicLayer(dim, depth, num_heads, window_size, mlp_ratio)
+        self.conv = residual_conv(dim, resi)
+
+    def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        h = x
+        previous = None
+        for block in self.residual_group.blocks:
+            layout = windows.get_layout(height, width, block.window_size, block.shift_size, x.device, x.dtype)
+            h = h.index_select(1, windows.transition(previous, layout))
+            h = block(h, layout)
+            previous = layout
+        h = h.index_select(1, windows.transition(previous, None))
+        return map_to_tokens(self.conv(tokens_to_map(h, height, width))) + x
+
+
+class PatchEmbed(nn.Module):
+    """Holds the optional LayerNorm after the first convolution (key `patch_embed.norm`)."""
+
+    def __init__(self, dim: int, norm: bool) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
+
+
+class Upsample(nn.Sequential):
+    def __init__(self, scale: int, num_feat: int) -> None:
+        layers: list[nn.Module] = []
+        if scale & (scale - 1) == 0:
+            for _ in range(int(math.log2(scale))):
+                layers += [nn.Conv2d(num_feat, 4 * num_feat, 3, 1, 1), nn.PixelShuffle(2)]
+        elif scale == 3:
+            layers += [nn.Conv2d(num_feat, 9 * num_feat, 3, 1, 1), nn.PixelShuffle(3)]
+        else:
+            raise ValueError(f"pixelshuffle supports scales 2^n and 3, not {scale}")
+        super().__init__(*layers)
+
+
+def pad_to_window(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Pad bottom/right to a window multiple: reflect as the official code does, replicate where too small."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % window, (-w) % window
+    if pad_w:
+        x = F.pad(x, (0, pad_w, 0, 0), "reflect" if pad_w < w else "replicate")
+    if pad_h:
+        x = F.pad(x, (0, 0, 0, pad_h), "reflect" if pad_h < h else "replicate")
+    return x
+
+
+class SwinIR(nn.Module):
+    def __init__(self, config: SwinIRConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        dim = c.embed_dim
+        self.window_size = c.window_size
+        self.conv_first = nn.Conv2d(c.in_chans, dim, 3, 1, 1)
+        self.patch_embed = PatchEmbed(dim, c.patch_norm)
+        self.layers = nn.ModuleList(
+            RSTB(dim, depth, heads, c.window_size, c.mlp_ratio, c.resi_connection)
+            for depth, heads in zip(c.depths, c.num_heads)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.conv_after_body = residual_conv(dim, c.resi_connection)
+        if c.upsampler == "pixelshuffle":
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(dim, c.num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
+            self.upsample = Upsample(c.scale, c.num_feat)
+            self.conv_last = nn.Conv2d(c.num_feat, c.in_chans, 3, 1, 1)
+        elif c.upsampler == "pixelshuffledirect":
+            self.upsample = nn.Sequential(nn.Conv2d(dim, c.scale**2 * c.in_chans, 3, 1, 1), nn.PixelShuffle(c.scale))
+        elif c.upsampler == "nearest+conv":
+            if c.scale not in (2, 4, 8):
+                raise ValueError(f"nearest+conv supports scales 2, 4 and 8, not {c.scale}")
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(dim, c.num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
+            for i in range(int(math.log2(c.scale))):
+                self.add_module(f"conv_up{i + 1}", nn.Conv2d(c.num_feat, c.num_feat, 3, 1, 1))
+            self.conv_hr = nn.Conv2d(c.num_feat, c.num_feat, 3, 1, 1)
+            self.conv_last = nn.Conv2d(c.num_feat, c.in_chans, 3, 1, 1)
+            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        else:
+            self.conv_last = nn.Conv2d(dim, c.in_chans, 3, 1, 1)
+        mean = torch.tensor(RGB_MEAN if c.in_chans == 3 else (0.0,) * c.in_chans).view(1, -1, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        t = self.patch_embed.norm(map_to_tokens(x))
+        for layer in self.layers:
+            t = layer(t, height, width)
+        return tokens_to_map(self.norm(t), height, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        height, width = x.shape[-2:]
+        x = pad_to_window(x, self.window_size)
+        mean = self.mean.to(x.dtype)
+        x = (x - mean) * c.img_range
+        feat = self.conv_first(x)
+        body = self.conv_after_body(self.forward_features(feat)) + feat
+        if c.upsampler == "pixelshuffle":
+            out = self.conv_last(self.upsample(self.conv_before_upsample(body)))
+        elif c.upsampler == "pixelshuffledirect":
+            out = self.upsample(body)
+        elif c.upsampler == "nearest+conv":
+            out = self.conv_before_upsample(body)
+            for i in range(int(math.log2(c.scale))):
+                conv = getattr(self, f"conv_up{i + 1}")
+                out = self.lrelu(conv(F.interpolate(out, scale_factor=2, mode="nearest")))
+            out = self.conv_last(self.lrelu(self.conv_hr(out)))
+        else:
+            out = x + self.conv_last(body)
+        out = out / c.img_range + mean
+        return out[..., : height * c.scale, : width * c.scale]

@@ -1,0 +1,100 @@
+"""Tile plans and blending weights: window-aligned, full-size tiles with smooth (half-sine) overlaps.
+
+The image is first padded to a window multiple, exactly as the network pads a whole image, so every tile origin
+and size is a window multiple and no tile pads internally. Tiles are spread evenly (the last one is never a
+skinny remainder); neighbours overlap by at least `overlap`. In an overlap, the first quarter on each side is pure
+context (weight 0 for the tile whose border it is, since its output there saw no context), and the middle half
+cross-fades with sin^2 / cos^2 weights that sum to one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+def align_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def align_down(value: int, multiple: int) -> int:
+    return value // multiple * multiple
+
+
+def axis_origins(length: int, tile: int, overlap: int, window: int) -> list[int]:
+    """Window-aligned origins of full-size tiles covering [0, length); `length` and `tile` are window multiples."""
+    if tile >= length:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    count = max(count, 2)
+    span = length - tile
+    return sorted({align_down(round(i * span / (count - 1)), window) for i in range(count - 1)} | {span})
+
+
+@dataclass(frozen=True)
+class Tile:
+    y: int
+    x: int
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    height: int  # padded input size (window multiples)
+    width: int
+    tile: int
+    overlap: int
+    ys: tuple[int, ...]
+    xs: tuple[int, ...]
+
+    @property
+    def tiles(self) -> list[Tile]:
+        th, tw = min(self.tile, self.height), min(self.tile, self.width)
+        return [Tile(y, x, th, tw) for y in self.ys for x in self.xs]
+
+    def __len__(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, window: int) -> TilePlan:
+    """Plan for a padded image of `height` x `width` (window multiples)."""
+    tile = max(align_down(tile, window), window)
+    overlap = min(align_up(overlap, window), max(0, align_down(tile // 2, window)))
+    return TilePlan(
+        height, width, tile, overlap,
+        tuple(axis_origins(height, tile, overlap, window)),
+        tuple(axis_origins(width, tile, overlap, window)),
+    )
+
+
+def _ramp(length: int) -> torch.Tensor:
+    """Weight of the tile entering an overlap of `length` pixels: 0 over the first quarter, a sin^2 rise over the
+    middle half, 1 over the last quarter. The leaving tile uses 1 - ramp, so the two always sum to one."""
+    margin = length // 4
+    rise = length - 2 * margin
+    pos = torch.arange(length, dtype=torch.float64) - margin + 0.5
+    t = (pos / max(rise, 1)).clamp(0, 1)
+    return torch.sin(t * math.pi / 2) ** 2
+
+
+def axis_weight(origins: tuple[int, ...], index: int, size: int, length: int, scale: int) -> torch.Tensor:
+    """1-D weight (at output resolution) of tile `index` along one axis."""
+    w = torch.ones(size * scale, dtype=torch.float64)
+    start = origins[index]
+    if index > 0:
+        ov = (origins[index - 1] + size - start) * scale
+        w[:ov] *= _ramp(ov)
+    if index + 1 < len(origins):
+        ov = (start + size - origins[index + 1]) * scale
+        w[size * scale - ov :] *= 1 - _ramp(ov)
+    return w
+
+
+def tile_weight(plan: TilePlan, tile: Tile, scale: int) -> torch.Tensor:
+    """(H, W) blending weight of one tile at output resolution."""
+    wy = axis_weight(plan.ys, plan.ys.index(tile.y), tile.height, plan.height, scale)
+    wx = axis_weight(plan.xs, plan.xs.index(tile.x), tile.width, plan.width, scale)
+    return (wy[:, None] * wx[None, :]).float()

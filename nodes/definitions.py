@@ -69,6 +69,11 @@ class SwinIRModelLoader(io.ComfyNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, model_name):
+        # Load again when the file behind the name changes (ComfyUI otherwise reuses the cached model).
+        return runtime.model_fingerprint(model_name)
+
+    @classmethod
     def execute(cls, model_name) -> io.NodeOutput:
         model, info = runtime.load_model(model_name)
         return io.NodeOutput(model, info)

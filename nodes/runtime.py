@@ -14,6 +14,7 @@ import folder_paths
 import torch
 
 from .. import swinir
+from ..swinir import memory as swinir_memory
 from . import work
 
 log = logging.getLogger("ComfyUI-SwinIR")
@@ -46,10 +47,8 @@ def model_choices() -> list[str]:
 
 
 def resolve_model_path(name: str) -> str:
-    if name.startswith(work.DEFAULT_MODEL_PREFIX):
-        path = swinir.default_model_path()
-        if name == default_model_entry():
-            return str(path)
+    if name == default_model_entry():
+        return str(swinir.default_model_path())
     for folder in (MODEL_FOLDER, "upscale_models"):
         try:
             path = folder_paths.get_full_path(folder, name)
@@ -63,9 +62,21 @@ def resolve_model_path(name: str) -> str:
     )
 
 
+def model_fingerprint(name: str):
+    try:
+        path = resolve_model_path(name)
+        st = os.stat(path)
+        return (path, st.st_mtime_ns, st.st_size)
+    except OSError:  # FileNotFoundError included: the load itself reports it
+        return name
+
+
 def load_model(name: str):
     path = resolve_model_path(name)
-    model = swinir.load_model(path)
+    # ComfyUI runs nodes under torch.inference_mode(); a model built there has inference-tensor parameters,
+    # which later runs (and caches keyed on tensor versions) cannot use. Build it as a normal module.
+    with torch.inference_mode(False), torch.no_grad():
+        model = swinir.load_model(path)
     return model, swinir.describe(model.config)
 
 
@@ -79,24 +90,25 @@ def from_upscale_model(upscale_model):
             f"'SwinIR From Upscale Model' needs an upscale model of the SwinIR architecture; this one is "
             f"{what}. Use the built-in 'Upscale Image (using Model)' node for it."
         )
-    state_dict = {k: v.detach().cpu() for k, v in inner.state_dict().items()}
-    model = swinir.model_from_state_dict(state_dict, name=None)
+    with torch.inference_mode(False), torch.no_grad():
+        state_dict = {k: v.detach().cpu().clone() for k, v in inner.state_dict().items()}
+        model = swinir.model_from_state_dict(state_dict, name=None)
     return model, swinir.describe(model.config)
 
 
-def _activation_estimate(model, images: torch.Tensor, tile_size: int) -> int:
-    # Rough, like the built-in upscale node: ~384 floats of activations per input pixel of a tile.
-    side = tile_size if tile_size > 0 else 512
+def _activation_estimate(model, images: torch.Tensor, tile_size: int, precision: str) -> int:
+    """Bytes one forward pass needs: the whole image, or one tile, capped at 1024x1024 input pixels."""
+    side = tile_size if tile_size > 0 else 1024
     pixels = min(side * side, images.shape[1] * images.shape[2])
-    scale = max(int(getattr(model.config, "scale", 1)), 1)
-    return int(pixels * 3 * 4 * scale * 384)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    return swinir_memory.estimate_bytes(model.config, pixels, dtype)
 
 
 def run(model, images: torch.Tensor, family: str, *, tile_size: int, overlap: int, precision: str) -> torch.Tensor:
     """Run the engine on a BHWC batch inside ComfyUI's execution: device, memory, progress, interrupt."""
     work.check_task(model, family)
     device = mm.get_torch_device()
-    required = mm.module_size(model) + _activation_estimate(model, images, int(tile_size))
+    required = mm.module_size(model) + _activation_estimate(model, images, int(tile_size), precision)
     required += images.nelement() * images.element_size()
     mm.free_memory(required, device)
     mm.soft_empty_cache()

@@ -31,6 +31,8 @@ NODE_FOR_FAMILY = {
     "jpeg": "SwinIR JPEG Cleanup",
 }
 
+FAMILY_WORDS = {"sr": "super-resolution", "denoise": "denoising", "jpeg": "JPEG-artifact removal"}
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 DEFAULT_MODEL_PREFIX = "(default) "
@@ -74,7 +76,7 @@ def check_task(model, family: str) -> None:
     if actual != family:
         raise WrongModelError(
             f"This is a {task_phrase(config)} [task {config.task}]; "
-            f"'{NODE_FOR_FAMILY[family]}' needs a {'super-resolution' if family == 'sr' else family} model. "
+            f"'{NODE_FOR_FAMILY[family]}' needs a {FAMILY_WORDS[family]} model. "
             f"Use the '{NODE_FOR_FAMILY[actual]}' node for this model."
         )
 

@@ -6,12 +6,10 @@ sniffed from the bytes, not trusted from the extension.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
 import struct
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 from . import windows
 from .config import SwinIRConfig
 from .errors import CheckpointError
+from .fileutil import atomic_target, sha256_of
 from .infer import infer_config
 from .network import SwinIR
 
@@ -30,14 +29,6 @@ RECOMPUTED = ("attn_mask", "relative_position_index")
 # What a training state may wrap the weights in. The official test script takes `params_ema` for real-world SR
 # and `params` for every other task, so a file holding both is resolved by its upsampler (see `_pick_wrapped`).
 WRAPPER_KEYS = ("params", "params_ema", "state_dict", "model")
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _sniff(path: Path) -> str:
@@ -69,7 +60,10 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
             header = json.loads(f.read(n))
         except (ValueError, UnicodeDecodeError):
             raise CheckpointError(f"{path}: corrupt safetensors header; the file is damaged, download it again") from None
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    try:
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError):
+        raise CheckpointError(f"{path}: corrupt safetensors header; the file is damaged, download it again") from None
     if 8 + n + max(ends, default=0) > size:
         raise CheckpointError(
             f"{path}: truncated safetensors file ({size} bytes, the header describes {8 + n + max(ends)}); "
@@ -85,7 +79,9 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 def _read_torch(path: Path) -> dict:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # A file object, not the path: torch.load would hand a file named *.safetensors to safetensors itself.
+        with open(path, "rb") as f:
+            obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{path}: refused to load: the file contains Python objects other than tensors, which could run code "
@@ -140,13 +136,26 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return unwrap_state_dict(raw, path.name), meta
 
 
+ARCH_FIELDS = (
+    "scale", "in_chans", "window_size", "embed_dim", "depths", "num_heads", "mlp_ratio", "upsampler",
+    "resi_connection", "num_feat", "patch_norm",
+)
+
+
 def config_from(sd: dict[str, torch.Tensor], meta: dict[str, str], name: str | None) -> SwinIRConfig:
     inferred = infer_config(sd, name)
     if meta.get("format") != FORMAT_TAG:
         return inferred
-    stored = SwinIRConfig.from_metadata(meta)
-    arch = ("scale", "in_chans", "window_size", "embed_dim", "depths", "num_heads", "upsampler", "resi_connection")
-    for field in arch:
+    try:
+        stored = SwinIRConfig.from_metadata(meta)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{name}: malformed SwinIR metadata ({e}); convert the file again") from None
+    if stored.is_sr != inferred.is_sr:
+        raise CheckpointError(
+            f"{name}: metadata says task {stored.task} but the weights are a {inferred.task} network; "
+            "the file was edited or damaged, convert it again"
+        )
+    for field in ARCH_FIELDS:
         if getattr(stored, field) != getattr(inferred, field):
             raise CheckpointError(
                 f"{name}: metadata says {field}={getattr(stored, field)} but the weights have "
@@ -162,7 +171,13 @@ def model_from_state_dict(
     sd = unwrap_state_dict(dict(sd), name or "state dict")
     config = config_from(sd, meta or {}, name)
     model = SwinIR(config)
-    result = model.load_state_dict(sd, strict=False)
+    try:
+        result = model.load_state_dict(sd, strict=False)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{name or 'state dict'}: weights do not fit the SwinIR layout inferred from them "
+            f"({str(e).splitlines()[-1].strip()[:200]}); the file may be damaged"
+        ) from None
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"{name or 'state dict'}: does not match the SwinIR layout inferred from it "
@@ -205,14 +220,8 @@ def save_safetensors(
     if interop:
         tensors.update(interop_buffers(model.config))
     meta = {"format": FORMAT_TAG, **model.config.to_metadata(), **(extra or {})}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

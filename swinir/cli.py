@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cli_train
+from . import cli_convert, cli_download, cli_restore, cli_train
 from .errors import SwinIRError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m swinir", description="SwinIR image restoration.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (cli_train,):
+    for module in (cli_restore, cli_convert, cli_download, cli_train):
         module.register(sub)
     return parser
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .train import TrainSettings, train
+from .train import TrainSettings, export, train
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,10 +26,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=int, default=100, help="steps between state saves (default 100)")
     p.add_argument("--eval-every", type=int, default=500, help="steps between evaluations (default 500)")
     p.add_argument("--eval-dir", type=Path, help="SR test set with HR/ and LR_bicubic/X<s>/ to monitor PSNR-Y")
+    p.add_argument("--export", type=Path,
+                   help="instead of training, write the EMA weights of --out/state.pt to this .safetensors file")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.export:
+        note = ", ".join(d.name for d in args.data)
+        export(args.out / "state.pt", args.export, f"{note}, MATLAB bicubic x{args.scale}")
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(message)s",

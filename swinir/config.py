@@ -91,14 +91,23 @@ class SwinIRConfig:
             if f.name not in meta:
                 continue
             raw = meta[f.name]
-            if f.name in ("depths", "num_heads"):
-                kwargs[f.name] = tuple(int(v) for v in raw.split(",") if v)
-            elif f.name in ("scale", "in_chans", "window_size", "embed_dim", "num_feat", "noise_level", "jpeg_quality"):
-                kwargs[f.name] = int(raw)
-            elif f.name in ("img_range", "mlp_ratio"):
-                kwargs[f.name] = float(raw)
-            elif f.name == "patch_norm":
-                kwargs[f.name] = raw == "True"
-            else:
-                kwargs[f.name] = raw
+            try:
+                kwargs[f.name] = _parse_field(f.name, raw)
+            except ValueError:
+                raise ValueError(f"{f.name}={raw!r} is not a valid value") from None
         return cls(**kwargs)
+
+
+INT_FIELDS = ("scale", "in_chans", "window_size", "embed_dim", "num_feat", "noise_level", "jpeg_quality")
+
+
+def _parse_field(name: str, raw: str) -> Any:
+    if name in ("depths", "num_heads"):
+        return tuple(int(v) for v in raw.split(",") if v)
+    if name in INT_FIELDS:
+        return int(raw)
+    if name in ("img_range", "mlp_ratio"):
+        return float(raw)
+    if name == "patch_norm":
+        return raw == "True"
+    return raw

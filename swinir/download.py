@@ -22,6 +22,7 @@ from typing import Callable
 
 from .catalogue import CatalogueEntry
 from .errors import DownloadError
+from .fileutil import sha256_of
 
 __all__ = ["DownloadResult", "ProgressCallback", "default_models_dir", "download", "download_file"]
 
@@ -51,14 +52,6 @@ def default_models_dir(package_file: Path | None = None) -> Path | None:
     if len(parents) > 3 and parents[2].name == "custom_nodes":
         return parents[3] / "models" / "swinir"
     return None
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _normalise_digest(value: str | None, what: str) -> str | None:
@@ -223,7 +216,7 @@ def download_file(
         raise DownloadError(f"cannot create folder {dest_dir} for {file_name}: {exc.strerror or exc}") from None
 
     if target.is_file() and not force:
-        existing = _sha256_of(target)
+        existing = sha256_of(target)
         size = target.stat().st_size
         if expected is not None and existing == expected:
             return DownloadResult(target, existing, size, verified=True, skipped=True)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageFileError
+from .fileutil import atomic_target
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 
@@ -56,11 +55,5 @@ def write_image(path: Path, arr: np.ndarray, bits: int = 8) -> None:
         img = Image.fromarray(data[..., 0] if data.shape[2] == 1 else data)
     if img.mode == "RGBA" and path.suffix.lower() in (".jpg", ".jpeg"):
         img = img.convert("RGB")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         img.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -42,13 +42,15 @@ class WindowAttention(nn.Module):
     def relative_bias(self, dtype: torch.dtype) -> torch.Tensor:
         """(heads, N, N) bias; cached while no gradient is recorded (the table is then constant)."""
         table = self.relative_position_bias_table
-        key = (table.device, dtype, table._version, table.data_ptr())
-        if not torch.is_grad_enabled() and self._bias_cache is not None and self._bias_cache[0] == key:
+        # Inference tensors keep no version counter, so edits could not be noticed: those are not cached.
+        cacheable = not torch.is_grad_enabled() and not table.is_inference()
+        key = (table.device, dtype, table._version, table.data_ptr()) if cacheable else None
+        if cacheable and self._bias_cache is not None and self._bias_cache[0] == key:
             return self._bias_cache[1]
         n = self.window_size**2
         index = windows.relative_position_index(self.window_size).to(table.device)
         bias = table[index].view(n, n, -1).permute(2, 0, 1).contiguous().to(dtype)
-        if not torch.is_grad_enabled():
+        if cacheable:
             self._bias_cache = (key, bias)
         return bias
 
@@ -57,16 +59,20 @@ class WindowAttention(nn.Module):
         b, length, c = x.shape
         n = self.window_size**2
         nw = length // n
-        heads = self.num_heads
-        qkv = self.qkv(x).view(b, nw, n, 3, heads, c // heads).permute(3, 0, 1, 4, 2, 5)
-        bias = self.relative_bias(x.dtype)
+        heads, hd = self.num_heads, c // self.num_heads
+        qkv = self.qkv(x).view(b, nw, n, 3, heads, hd).permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, heads, N, hd)
         parts = []
-        for start, stop, mask in self._groups(layout, nw, bias):
-            q, k, v = (t[:, start:stop].reshape(b * (stop - start), heads, n, c // heads) for t in qkv)
-            if mask.dim() == 4 and b > 1:
+        for start, stop, mask in self._groups(layout, nw, self.relative_bias(x.dtype)):
+            count = b * (stop - start)
+            q, k, v = qkv[:, :, start:stop].reshape(3, count, heads, n, hd).unbind(0)
+            # A mask of the full 4-D shape (broadcast by strides, not copied) lets the CPU dispatcher pick its fused
+            # flash kernel; a (heads, N, N) mask falls back to the slow math path.
+            if mask.dim() == 3:
+                mask = mask.expand(count, heads, n, n)
+            elif b > 1:
                 mask = mask.repeat(b, 1, 1, 1)
             out = window_attention(q, k, v, mask)
-            parts.append(out.view(b, stop - start, heads, n, c // heads).transpose(2, 3))
+            parts.append(out.view(b, stop - start, heads, n, hd).transpose(2, 3))
         out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         return self.proj(out.reshape(b, length, c))
 

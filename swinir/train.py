@@ -8,7 +8,6 @@ L1 loss, Adam, an exponential moving average of the weights (what gets exported)
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import SwinIRConfig
+from .fileutil import atomic_target
 from .imageio import IMAGE_SUFFIXES, read_image_uint8
 from .imresize import imresize_uint8
 from .metrics import psnr_y
@@ -107,9 +107,8 @@ def _lr_at(step: int, s: TrainSettings) -> float:
 
 
 def _save_state(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_target(path) as tmp:
+        torch.save(state, tmp)
 
 
 def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
@@ -176,3 +175,22 @@ def ema_weights(state_path: Path) -> tuple[dict[str, torch.Tensor], SwinIRConfig
     info = {"step": state["step"], "elapsed_s": state["elapsed"], "history": state["history"]}
     return state["ema"], SwinIRConfig.from_metadata(state["config"]), info
 
+
+
+def export(state_path: Path, target: Path, data_note: str) -> Path:
+    """Write the EMA weights of a training state as the pack's safetensors, with the training record."""
+    from .checkpoint import save_safetensors
+
+    weights, config, info = ema_weights(state_path)
+    model = SwinIR(config)
+    model.load_state_dict(weights)
+    last_eval = next((r["eval_psnr"] for r in reversed(info["history"]) if "eval_psnr" in r), None)
+    extra = {
+        "source_file": "trained by ComfyUI-SwinIR (python -m swinir train)",
+        "training_data": data_note,
+        "training_steps": str(info["step"]),
+        "training_seconds": str(int(info["elapsed_s"])),
+    }
+    if last_eval is not None:
+        extra["monitor_set5_psnr_y"] = str(last_eval)
+    return save_safetensors(model, target, extra=extra)

@@ -35,7 +35,10 @@ class WindowLayout:
         return (self.height // self.window) * (self.width // self.window)
 
 
+# Every cached tensor is built outside inference mode: the caches are shared with later training passes, which
+# cannot save inference tensors for backward.
 @lru_cache(maxsize=16)
+@torch.inference_mode(False)
 def relative_position_index(window: int) -> torch.Tensor:
     """(N*N,) index into the (2w-1)^2 bias table, as the official code builds it."""
     coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
@@ -69,6 +72,7 @@ def official_shift_mask(height: int, width: int, window: int, shift: int) -> tor
 
 
 @lru_cache(maxsize=64)
+@torch.inference_mode(False)
 def _layout_cpu(height: int, width: int, window: int, shift: int) -> tuple[torch.Tensor, int, torch.Tensor | None]:
     nh, nw = height // window, width // window
     a, b, p, q = torch.meshgrid(
@@ -90,6 +94,7 @@ _device_layouts: dict[tuple, WindowLayout] = {}
 _transitions: dict[tuple, torch.Tensor] = {}
 
 
+@torch.inference_mode(False)
 def get_layout(height: int, width: int, window: int, shift: int, device: torch.device, dtype: torch.dtype) -> WindowLayout:
     key = (height, width, window, shift, str(device), dtype)
     layout = _device_layouts.get(key)
@@ -105,6 +110,7 @@ def get_layout(height: int, width: int, window: int, shift: int, device: torch.d
     return layout
 
 
+@torch.inference_mode(False)
 def transition(src: WindowLayout | None, dst: WindowLayout | None) -> torch.Tensor:
     """Index that moves tokens from layout `src` to layout `dst` (None = plain spatial order) in one gather."""
     key = (

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import conftest as cf  # noqa: E402
+import comfy_harness as cf  # noqa: E402
 
 WORKFLOWS = cf.REPO / "workflows"
 EXAMPLE_IMAGE = "swinir_example.png"
@@ -41,7 +42,8 @@ def spec_upscale_x2():
             {"id": "img", "type": "LoadImage", "pos": [40, 260], "widgets": {"image": EXAMPLE_IMAGE}},
             {"id": "model", "type": "SwinIRModelLoader", "pos": [40, 80], "widgets": {"model_name": DEFAULT_MODEL}},
             {"id": "up", "type": "SwinIRUpscale", "pos": [420, 120], "widgets": {}},
-            {"id": "save", "type": "SaveImage", "pos": [780, 120], "widgets": {"filename_prefix": "SwinIR_x2"}},
+            {"id": "save", "type": "SaveImage", "pos": [780, 120], "size": [420, 400],
+             "widgets": {"filename_prefix": "SwinIR_x2"}},
         ],
         "links": [["model", 0, "up", "model"], ["img", 0, "up", "image"], ["up", 0, "save", "images"]],
     }
@@ -55,7 +57,7 @@ def _single(node_type, model_name, prefix):
             {"id": "img", "type": "LoadImage", "pos": [40, 260], "widgets": {"image": EXAMPLE_IMAGE}},
             {"id": "model", "type": "SwinIRModelLoader", "pos": [40, 80], "widgets": {"model_name": model_name}},
             {"id": "fix", "type": node_type, "pos": [460, 120], "widgets": {}},
-            {"id": "save", "type": "SaveImage", "pos": [820, 120], "widgets": {"filename_prefix": prefix}},
+            {"id": "save", "type": "SaveImage", "pos": [820, 120], "size": [360, 340], "widgets": {"filename_prefix": prefix}},
         ],
         "links": [["model", 0, "fix", "model"], ["img", 0, "fix", "image"], ["fix", 0, "save", "images"]],
     }
@@ -171,7 +173,7 @@ def main() -> int:
             (base / d).mkdir()
         (base / "custom_nodes" / cf.PACK_NAME).symlink_to(cf.PACK_DIR, target_is_directory=True)
         cf.make_models(base / "models")
-        server = cf.ComfyServer(base, cf._free_port(), base / "server.log")
+        server = cf.ComfyServer(base, cf.free_port(), base / "server.log")
         server.start()
         try:
             server.post("/settings/Comfy.TutorialCompleted", data="true")
@@ -182,6 +184,8 @@ def main() -> int:
                 WORKFLOWS.mkdir(exist_ok=True)
                 for name, spec in SPECS.items():
                     wf = page.evaluate(BUILD_JS, spec())
+                    # A stable id per file (the frontend gives a cleared graph the all-zero id).
+                    wf["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{cf.PACK_NAME}/workflows/{name}"))
                     (WORKFLOWS / name).write_text(json.dumps(wf, indent=2) + "\n")
                     print("wrote", WORKFLOWS / name, len(wf["nodes"]), "nodes")
                 assert not ui.dialogs and not ui.errors, (ui.dialogs, ui.errors)

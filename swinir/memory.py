@@ -13,7 +13,7 @@ from .config import SwinIRConfig
 
 SAFETY = 1.5
 CPU_SHARE = 0.4  # of available RAM
-CPU_CAP = 8 << 30  # the CPU is compute-bound long before large tiles would pay off
+CPU_CAP = 4 << 30  # larger tiles buy little on a compute-bound CPU and would crowd out everything else
 CUDA_SHARE = 0.8  # of free device memory
 
 

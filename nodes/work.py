@@ -15,21 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import swinir
-
-# Task families and the node that serves each one (display names, as users see them).
-SR_TASKS = ("classical_sr", "lightweight_sr", "real_sr")
-DENOISE_TASKS = ("gray_denoise", "color_denoise")
-JPEG_TASKS = ("gray_jpeg", "color_jpeg")
-
-FAMILY_OF_TASK = {t: "sr" for t in SR_TASKS}
-FAMILY_OF_TASK.update({t: "denoise" for t in DENOISE_TASKS})
-FAMILY_OF_TASK.update({t: "jpeg" for t in JPEG_TASKS})
-
-NODE_FOR_FAMILY = {
-    "sr": "SwinIR Upscale",
-    "denoise": "SwinIR Denoise",
-    "jpeg": "SwinIR JPEG Cleanup",
-}
+from ..swinir.describe import NODE_FOR_FAMILY, TASK_TITLES
+from ..swinir.describe import task_family as family_of_task
 
 FAMILY_WORDS = {"sr": "super-resolution", "denoise": "denoising", "jpeg": "JPEG-artifact removal"}
 
@@ -43,10 +30,9 @@ class WrongModelError(ValueError):
 
 
 def task_family(config) -> str:
-    family = FAMILY_OF_TASK.get(config.task)
-    if family is None:
+    if config.task not in TASK_TITLES:
         raise WrongModelError(f"Unknown SwinIR task {config.task!r}")
-    return family
+    return family_of_task(config.task)
 
 
 def task_phrase(config) -> str:

@@ -11,7 +11,7 @@ import torch
 
 from .checkpoint import load_model
 from .describe import describe
-from .engine import PRECISIONS, restore
+from .engine import PRECISIONS, resolve_device, restore
 from .errors import SwinIRError
 from .imageio import IMAGE_SUFFIXES, read_image, write_image
 from .model_ref import resolve_model
@@ -76,18 +76,34 @@ def collect_inputs(inputs: list[Path]) -> list[Path]:
     return files
 
 
-def output_path(source: Path, output: Path, single: bool, ext: str) -> Path:
-    if single and output.suffix.lower() in IMAGE_SUFFIXES:
+def output_paths(files: list[Path], output: Path, ext: str) -> dict[Path, Path]:
+    """Where each input is written. Inputs that would share a name (photo.png and photo.jpg) keep their
+    extension in the name (photo_png.png, photo_jpg.png) instead of overwriting each other."""
+    if len(files) == 1 and output.suffix.lower() in IMAGE_SUFFIXES:
         output.parent.mkdir(parents=True, exist_ok=True)
-        return output
+        return {files[0]: output}
     output.mkdir(parents=True, exist_ok=True)
-    return output / (source.stem + (ext if ext.startswith(".") else "." + ext))
+    ext = ext if ext.startswith(".") else "." + ext
+    stems: dict[str, int] = {}
+    for f in files:
+        stems[f.stem] = stems.get(f.stem, 0) + 1
+    targets: dict[Path, Path] = {}
+    for f in files:
+        name = f.stem if stems[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}"
+        target = output / (name + ext)
+        n = 1
+        while target in targets.values():
+            target = output / f"{name}_{n}{ext}"
+            n += 1
+        targets[f] = target
+    return targets
 
 
 def run(args: argparse.Namespace) -> int:
     files = collect_inputs(args.inputs)
-    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_model(resolve_model(args.model, args.models_dir))
+    targets = output_paths(files, args.output, args.ext)
     print(f"model: {describe(model.config)}", file=sys.stderr)
     failures: list[str] = []
     for index, source in enumerate(files, 1):
@@ -97,10 +113,11 @@ def run(args: argparse.Namespace) -> int:
             x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
             y = restore(model, x, tile=args.tile, overlap=args.overlap, precision=args.precision, device=device,
                         progress=bar.update, gray_mode=args.gray_mode)
-            target = output_path(source, args.output, len(files) == 1, args.ext)
-            write_image(target, y[0].permute(1, 2, 0).numpy(), bits=bits)
+            write_image(targets[source], y[0].permute(1, 2, 0).numpy(), bits=bits)
         except SwinIRError as e:
             failures.append(str(e))
+        except OSError as e:
+            failures.append(f"{targets[source]}: cannot write ({e.strerror or e}); check the output folder")
         finally:
             bar.close()
     for failure in failures:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import warnings
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from . import memory
-from .channels import channel_plan
+from .channels import GRAY_MODES, channel_plan
 from .errors import Cancelled, InputError, SwinIRError
 from .network import SwinIR, pad_to_window
 from .tiling import TilePlan, align_down, plan_tiles, tile_weight
@@ -62,6 +63,23 @@ def check_images(images: torch.Tensor) -> None:
         raise InputError(f"images contain {bad} NaN or infinite values; fix the node or file that produced them")
 
 
+def resolve_device(device: torch.device | str | None, default: torch.device) -> torch.device:
+    """The device to run on; an unusable one is an InputError naming the fix, not a driver traceback."""
+    if device is None:
+        return default
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device} requested but CUDA is not available here; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"device {device} does not exist; this machine has {torch.cuda.device_count()} CUDA devices")
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise InputError(f"device {device} is not supported; use cpu or cuda")
+    return device
+
+
 def _autocast(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return nullcontext()
@@ -101,17 +119,26 @@ def _resolve_tile(tile: int | str | None, cfg, height: int, width: int, budget: 
     return max(align_down(side, w), MIN_TILE_WINDOWS * w)
 
 
+@dataclass
+class _Schedule:
+    """Tile size and tiles per forward, kept across planes and images: once an out-of-memory error has shrunk the
+    tile, the rest of the run does not try the failing size again."""
+
+    tile: int
+    tile_batch: int
+    overlap: int
+    planes_after: int = 0  # planes still to come after the current one, for the progress total
+
+
 def _run_plane(
     runner: _Runner,
     plane: torch.Tensor,
     scale: int,
     window: int,
-    tile: int,
-    overlap: int,
+    schedule: _Schedule,
     counter: _Counter,
     cancel: Callable[[], bool] | None,
     oom_exceptions: tuple[type[BaseException], ...],
-    tile_batch: int,
 ) -> torch.Tensor:
     """One (1, C, H, W) plane through the model, tiled; shrinks the tile on OOM and resumes."""
     h, w = plane.shape[-2:]
@@ -119,11 +146,11 @@ def _run_plane(
     ph, pw = padded.shape[-2:]
     acc = torch.zeros(1, plane.shape[1], ph * scale, pw * scale)
     weight = torch.zeros(1, 1, ph * scale, pw * scale)
-    plan = plan_tiles(ph, pw, tile, overlap, window)
+    plan = plan_tiles(ph, pw, schedule.tile, schedule.overlap, window)
     while True:
         started = counter.done
         try:
-            _accumulate(runner, padded, plan, scale, acc, weight, counter, cancel, tile_batch)
+            _accumulate(runner, padded, plan, scale, acc, weight, counter, cancel, schedule.tile_batch)
             break
         except oom_exceptions:
             smaller = max(align_down(plan.tile // 2, window), MIN_TILE_WINDOWS * window)
@@ -134,9 +161,10 @@ def _run_plane(
                 ) from None
             log.warning("out of memory with %dpx tiles; retrying the remaining tiles at %dpx", plan.tile, smaller)
             unfinished = len(plan) - (counter.done - started)
-            plan = plan_tiles(ph, pw, smaller, overlap, window)
-            counter.total += len(plan) - unfinished
-            tile_batch = 1
+            old_count = len(plan)
+            plan = plan_tiles(ph, pw, smaller, schedule.overlap, window)
+            counter.total += len(plan) - unfinished + schedule.planes_after * (len(plan) - old_count)
+            schedule.tile, schedule.tile_batch = smaller, 1
     return (acc / weight.clamp_min(1e-12))[..., : h * scale, : w * scale]
 
 
@@ -195,10 +223,12 @@ def restore(
     check_images(images)
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if gray_mode not in GRAY_MODES:
+        raise InputError(f"gray_mode must be one of {', '.join(GRAY_MODES)}, got {gray_mode!r}")
     cfg = model.config
     dtype = PRECISIONS[precision]
     home = next(model.parameters()).device
-    device = torch.device(device) if device is not None else home
+    device = resolve_device(device, home)
     budget = memory_budget if memory_budget is not None else memory.memory_budget(device)
     window, scale = cfg.window_size, cfg.scale
     overlap = default_overlap(window) if overlap is None else max(0, int(overlap))
@@ -213,6 +243,7 @@ def restore(
         fits = max(1, budget // max(1, memory.estimate_bytes(cfg, tile_px * tile_px, dtype)))
         tile_batch = 1 if device.type == "cpu" else int(min(fits, 8))
     counter = _Counter(total, progress)
+    schedule = _Schedule(tile_px, tile_batch, overlap)
     runner = _Runner(model, device, dtype)
     out = torch.empty(n, c, h * scale, w * scale)
     if device != home:
@@ -220,10 +251,10 @@ def restore(
     try:
         for i in range(n):
             image = images[i : i + 1].float().cpu()
-            planes = [
-                _run_plane(runner, p, scale, window, tile_px, overlap, counter, cancel, oom_exceptions, tile_batch)
-                for p in plan_channels.to_model(image)
-            ]
+            planes = []
+            for k, plane in enumerate(plan_channels.to_model(image)):
+                schedule.planes_after = (n - i) * planes_per_image - k - 1
+                planes.append(_run_plane(runner, plane, scale, window, schedule, counter, cancel, oom_exceptions))
             out[i : i + 1] = plan_channels.from_model(image, planes).clamp(0, 1)
     finally:
         if device != home:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -80,8 +81,7 @@ def _ramp(length: int) -> torch.Tensor:
     return torch.sin(t * math.pi / 2) ** 2
 
 
-def axis_weight(origins: tuple[int, ...], index: int, size: int, length: int, scale: int) -> torch.Tensor:
-    """1-D weight (at output resolution) of tile `index` along one axis."""
+def _raw_axis_weight(origins: tuple[int, ...], index: int, size: int, scale: int) -> torch.Tensor:
     w = torch.ones(size * scale, dtype=torch.float64)
     start = origins[index]
     if index > 0:
@@ -93,8 +93,22 @@ def axis_weight(origins: tuple[int, ...], index: int, size: int, length: int, sc
     return w
 
 
+@lru_cache(maxsize=32)
+def axis_weights(origins: tuple[int, ...], size: int, scale: int) -> tuple[torch.Tensor, ...]:
+    """1-D weights (output resolution) of every tile along one axis, normalised to sum to one everywhere.
+
+    Two neighbours' ramps already sum to one; normalising also covers tiles closer than half a tile apart,
+    where three tiles overlap and the ramps would multiply."""
+    length = (origins[-1] + size) * scale
+    raw = [_raw_axis_weight(origins, i, size, scale) for i in range(len(origins))]
+    total = torch.zeros(length, dtype=torch.float64)
+    for o, w in zip(origins, raw):
+        total[o * scale : o * scale + w.numel()] += w
+    return tuple(w / total[o * scale : o * scale + w.numel()] for o, w in zip(origins, raw))
+
+
 def tile_weight(plan: TilePlan, tile: Tile, scale: int) -> torch.Tensor:
-    """(H, W) blending weight of one tile at output resolution."""
-    wy = axis_weight(plan.ys, plan.ys.index(tile.y), tile.height, plan.height, scale)
-    wx = axis_weight(plan.xs, plan.xs.index(tile.x), tile.width, plan.width, scale)
+    """(H, W) blending weight of one tile at output resolution; all tiles' weights sum to one."""
+    wy = axis_weights(plan.ys, tile.height, scale)[plan.ys.index(tile.y)]
+    wx = axis_weights(plan.xs, tile.width, scale)[plan.xs.index(tile.x)]
     return (wy[:, None] * wx[None, :]).float()

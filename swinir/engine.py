@@ -153,13 +153,14 @@ def _run_plane(
             _accumulate(runner, padded, plan, scale, acc, weight, counter, cancel, schedule.tile_batch)
             break
         except oom_exceptions:
-            smaller = max(align_down(plan.tile // 2, window), MIN_TILE_WINDOWS * window)
-            if smaller >= plan.tile:
+            used = max(plan.tile_height, plan.tile_width)
+            smaller = max(align_down(used // 2, window), MIN_TILE_WINDOWS * window)
+            if smaller >= used:
                 raise SwinIRError(
-                    f"out of memory even with {plan.tile}px tiles; free memory (close other programs or models), "
+                    f"out of memory even with {used}px tiles; free memory (close other programs or models), "
                     "use bf16 precision, or a smaller model"
                 ) from None
-            log.warning("out of memory with %dpx tiles; retrying the remaining tiles at %dpx", plan.tile, smaller)
+            log.warning("out of memory with %dpx tiles; retrying the remaining tiles at %dpx", used, smaller)
             unfinished = len(plan) - (counter.done - started)
             old_count = len(plan)
             plan = plan_tiles(ph, pw, smaller, schedule.overlap, window)

@@ -24,6 +24,17 @@ def align_down(value: int, multiple: int) -> int:
     return value // multiple * multiple
 
 
+def axis_tile_size(length: int, tile: int, overlap: int, window: int) -> int:
+    """The smallest window-aligned size (at most `tile`) that covers `length` with as few tiles as `tile` needs.
+
+    A 1024 px side with a 872 px limit needs two tiles either way; two 528 px tiles do 40 % less work than two
+    872 px tiles that overlap by 720 px."""
+    if tile >= length:
+        return length
+    count = math.ceil((length - overlap) / (tile - overlap))
+    return min(tile, align_up(math.ceil((length - overlap) / count) + overlap, window))
+
+
 def axis_origins(length: int, tile: int, overlap: int, window: int) -> list[int]:
     """Window-aligned origins of full-size tiles covering [0, length); `length` and `tile` are window multiples."""
     if tile >= length:
@@ -46,15 +57,16 @@ class Tile:
 class TilePlan:
     height: int  # padded input size (window multiples)
     width: int
-    tile: int
+    tile: int  # the size limit the plan was made for
     overlap: int
+    tile_height: int  # the actual (full, equal) tile sizes
+    tile_width: int
     ys: tuple[int, ...]
     xs: tuple[int, ...]
 
     @property
     def tiles(self) -> list[Tile]:
-        th, tw = min(self.tile, self.height), min(self.tile, self.width)
-        return [Tile(y, x, th, tw) for y in self.ys for x in self.xs]
+        return [Tile(y, x, self.tile_height, self.tile_width) for y in self.ys for x in self.xs]
 
     def __len__(self) -> int:
         return len(self.ys) * len(self.xs)
@@ -64,10 +76,12 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, window: int) ->
     """Plan for a padded image of `height` x `width` (window multiples)."""
     tile = max(align_down(tile, window), window)
     overlap = min(align_up(overlap, window), max(0, align_down(tile // 2, window)))
+    th = axis_tile_size(height, tile, overlap, window)
+    tw = axis_tile_size(width, tile, overlap, window)
     return TilePlan(
-        height, width, tile, overlap,
-        tuple(axis_origins(height, tile, overlap, window)),
-        tuple(axis_origins(width, tile, overlap, window)),
+        height, width, tile, overlap, th, tw,
+        tuple(axis_origins(height, th, overlap, window)),
+        tuple(axis_origins(width, tw, overlap, window)),
     )
 
 

@@ -1,9 +1,11 @@
 """Our SwinIR network vs spandrel's (the port inside ComfyUI) on the same weights: time, peak memory, outputs.
 
 Timing is interleaved (ours, spandrel, ours, ...) in one process and reported as medians and ratios; peak RSS of
-one forward pass is measured in a fresh child process per path so that neither path inherits the other's heap.
+one forward pass (RSS sampled every 2 ms, minus the RSS before it) is measured with --memory-only, in a fresh child
+process per path, so that neither path inherits the other's heap.
 
     python bench/bench_network.py [--sizes 64 128 256] [--repeats 5] [--models M S]
+    python bench/bench_network.py --memory-only
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,15 +46,36 @@ def build(variant: str, seed: int = 0):
     return ours, ref
 
 
+CHILD = """
+import sys, threading, time, torch
+sys.path.insert(0, {root!r})
+from bench.bench_network import build
+ours, ref = build({variant!r})
+model = ours if {path!r} == "ours" else ref
+del ours, ref
+import gc; gc.collect()
+x = torch.rand(1, 3, {size}, {size})
+page = __import__("os").sysconf("SC_PAGE_SIZE")
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page
+with torch.inference_mode():
+    model(torch.rand(1, 3, 16, 16))  # load kernels outside the measured window
+    base = peak = rss()
+    done = False
+    def sample():
+        global peak
+        while not done:
+            peak = max(peak, rss())
+            time.sleep(0.002)
+    t = threading.Thread(target=sample); t.start()
+    model(x)
+    done = True; t.join()
+print((peak - base) / 2**20)
+"""
+
+
 def child_peak(variant: str, path: str, size: int) -> float:
-    """Peak RSS growth (MiB) of one forward pass, in a fresh process."""
-    code = (
-        "import sys, resource, torch; sys.path.insert(0, %r); from bench.bench_network import build; "
-        "ours, ref = build(%r); m = ours if %r == 'ours' else ref; x = torch.rand(1, 3, %d, %d); "
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-        "torch.inference_mode().__enter__(); m(x); "
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)"
-    ) % (str(Path(__file__).resolve().parents[1]), variant, path, size, size)
+    """Peak RSS growth (MiB) during one forward pass, sampled every 2 ms in a fresh process."""
+    code = CHILD.format(root=str(Path(__file__).resolve().parents[1]), variant=variant, path=path, size=size)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -64,14 +86,24 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["M", "S"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--memory-only", action="store_true", help="skip timing; only peak memory")
     args = ap.parse_args()
     rows = []
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print("| model | input | ours median s | spandrel median s | speed-up | max abs diff | peak RSS ours MiB | peak RSS spandrel MiB |")
     print("|---|---|---|---|---|---|---|---|")
     for variant in args.models:
-        ours, ref = build(variant)
+        ours, ref = (None, None) if args.memory_only else build(variant)
         for size in args.sizes:
+            if args.memory_only:
+                # Children only: a parent that has run big forward passes keeps their heap, and the two together
+                # can exhaust the machine.
+                row = dict(model=f"SwinIR-{variant} x2", size=size, rss_ours=child_peak(variant, "ours", size),
+                           rss_spandrel=child_peak(variant, "spandrel", size))
+                rows.append(row)
+                print(f"| SwinIR-{variant} x2 | {size}² | | | | | {row['rss_ours']:.0f} | {row['rss_spandrel']:.0f} |",
+                      flush=True)
+                continue
             x = torch.rand(1, 3, size, size)
             times = {"ours": [], "spandrel": []}
             with torch.inference_mode():
@@ -83,12 +115,11 @@ def main() -> None:
                         m(x)
                         times[name].append(time.perf_counter() - t)
             mo, ms = statistics.median(times["ours"]), statistics.median(times["spandrel"])
-            peak_o, peak_s = child_peak(variant, "ours", size), child_peak(variant, "spandrel", size)
             row = dict(model=f"SwinIR-{variant} x2", size=size, ours=mo, spandrel=ms, speedup=ms / mo, diff=diff,
-                       rss_ours=peak_o, rss_spandrel=peak_s, times=times)
+                       times=times)
             rows.append(row)
-            print(f"| SwinIR-{variant} x2 | {size}² | {mo:.3f} | {ms:.3f} | {ms / mo:.2f}× | {diff:.1e} | "
-                  f"{peak_o:.0f} | {peak_s:.0f} |", flush=True)
+            print(f"| SwinIR-{variant} x2 | {size}² | {mo:.3f} | {ms:.3f} | {ms / mo:.2f}× | {diff:.1e} | | |",
+                  flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

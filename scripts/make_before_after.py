@@ -1,4 +1,4 @@
-"""Writes docs/before_after.png: bicubic x2 (left) vs the default model x2 (right) on examples/chelsea_lr.png."""
+"""Writes docs/before_after.png: bicubic x2 (left) vs the default model x2 (right) on samples/chelsea_lr.png."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from swinir.imresize import imresize_uint8  # noqa: E402
 
 
 def main() -> None:
-    lr = np.asarray(Image.open(ROOT / "examples" / "chelsea_lr.png").convert("RGB"))
+    lr = np.asarray(Image.open(ROOT / "samples" / "chelsea_lr.png").convert("RGB"))
     bicubic = imresize_uint8(lr, 2)
     model = swinir.load_model(swinir.default_model_path())
     x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255

@@ -166,7 +166,8 @@ def _run_plane(
             plan = plan_tiles(ph, pw, smaller, schedule.overlap, window)
             counter.total += len(plan) - unfinished + schedule.planes_after * (len(plan) - old_count)
             schedule.tile, schedule.tile_batch = smaller, 1
-    return (acc / weight.clamp_min(1e-12))[..., : h * scale, : w * scale]
+    # In place: at 2048² x2 every extra full-size temporary is another 200 MB.
+    return acc.div_(weight.clamp_min_(1e-12))[..., : h * scale, : w * scale]
 
 
 def _accumulate(runner, padded, plan: TilePlan, scale, acc, weight, counter: _Counter, cancel, tile_batch) -> None:
@@ -246,7 +247,7 @@ def restore(
     counter = _Counter(total, progress)
     schedule = _Schedule(tile_px, tile_batch, overlap)
     runner = _Runner(model, device, dtype)
-    out = torch.empty(n, c, h * scale, w * scale)
+    out = torch.empty(n, c, h * scale, w * scale) if n > 1 else None
     if device != home:
         model.to(device)
     try:
@@ -256,7 +257,11 @@ def restore(
             for k, plane in enumerate(plan_channels.to_model(image)):
                 schedule.planes_after = (n - i) * planes_per_image - k - 1
                 planes.append(_run_plane(runner, plane, scale, window, schedule, counter, cancel, oom_exceptions))
-            out[i : i + 1] = plan_channels.from_model(image, planes).clamp(0, 1)
+            result = plan_channels.from_model(image, planes).clamp_(0, 1)
+            if out is None:
+                out = result if result.is_contiguous() else result.contiguous()
+            else:
+                out[i : i + 1] = result
     finally:
         if device != home:
             model.to(home)

@@ -15,6 +15,7 @@ import torch
 
 from .. import swinir
 from ..swinir import memory as swinir_memory
+from ..swinir.engine import PRECISIONS
 from . import work
 
 log = logging.getLogger("ComfyUI-SwinIR")
@@ -100,7 +101,7 @@ def _activation_estimate(model, images: torch.Tensor, tile_size: int, precision:
     """Bytes one forward pass needs: the whole image, or one tile, capped at 1024x1024 input pixels."""
     side = tile_size if tile_size > 0 else 1024
     pixels = min(side * side, images.shape[1] * images.shape[2])
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    dtype = PRECISIONS.get(precision, torch.float32)
     return swinir_memory.estimate_bytes(model.config, pixels, dtype)
 
 

@@ -16,11 +16,12 @@ import torch.nn.functional as F
 
 from .. import swinir
 from ..swinir.describe import NODE_FOR_FAMILY, TASK_TITLES
+from ..swinir.engine import PRECISIONS as ENGINE_PRECISIONS
 from ..swinir.describe import task_family as family_of_task
 
 FAMILY_WORDS = {"sr": "super-resolution", "denoise": "denoising", "jpeg": "JPEG-artifact removal"}
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = tuple(ENGINE_PRECISIONS)
 
 DEFAULT_MODEL_PREFIX = "(default) "
 

@@ -168,8 +168,12 @@ def model_from_state_dict(
     sd: dict[str, torch.Tensor], name: str | None = None, meta: dict[str, str] | None = None
 ) -> SwinIR:
     """A ready (eval, no-grad) SwinIR from a state dict with official key names."""
-    sd = unwrap_state_dict(dict(sd), name or "state dict")
-    config = config_from(sd, meta or {}, name)
+    return _build(unwrap_state_dict(dict(sd), name or "state dict"), name, meta or {})
+
+
+def _build(sd: dict[str, torch.Tensor], name: str | None, meta: dict[str, str]) -> SwinIR:
+    """The model of an already unwrapped state dict."""
+    config = config_from(sd, meta, name)
     model = SwinIR(config)
     try:
         result = model.load_state_dict(sd, strict=False)
@@ -189,8 +193,8 @@ def model_from_state_dict(
 def load_model(path: str | os.PathLike) -> SwinIR:
     """Load any SwinIR checkpoint (official .pth or our safetensors) with its config inferred; see `infer.py`."""
     path = Path(path)
-    sd, meta = read_checkpoint(path)
-    return model_from_state_dict(sd, path.name, meta)
+    sd, meta = read_checkpoint(path)  # already unwrapped
+    return _build(sd, path.name, meta)
 
 
 def interop_buffers(config: SwinIRConfig) -> dict[str, torch.Tensor]:

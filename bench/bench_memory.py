@@ -1,9 +1,11 @@
 """Peak memory and time of restoring large images with auto tiling (the default model, CPU).
 
-Each size runs in a fresh child process; peak RSS is the process's high-water mark (ru_maxrss) and the baseline
+Each size runs in a fresh child process; peak RSS is the process's high-water mark (VmHWM;
+ru_maxrss would also count the parent's RSS at the fork) and the baseline
 is the RSS after loading torch and the model, so 'used' is what the restoration itself added.
 
     python bench/bench_memory.py [--sizes 1024 2048]
+    python bench/bench_memory.py --calibrate    # measured bytes per pixel of one forward vs swinir.memory's estimate
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import json, resource, sys, time, torch
+import json, sys, time, torch
 sys.path.insert(0, {root!r})
 import swinir
 from swinir import memory
 model = swinir.load_model(swinir.default_model_path())
 x = torch.rand(1, 3, {size}, {size})
-rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+rss = lambda: int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) * 1024
 base = rss()
 tiles = []
 t = time.perf_counter()
@@ -34,11 +36,55 @@ print(json.dumps(dict(size={size}, seconds=elapsed, tiles=tiles[-1], peak=rss(),
                       out=list(y.shape))))
 """
 
+# One forward pass of a randomly initialised network (memory does not depend on the weights); the baseline is taken
+# after a tiny warm-up pass so that one-off allocations are not counted.
+CALIBRATE_CHILD = r"""
+import json, sys, torch
+sys.path.insert(0, {root!r})
+from swinir import SwinIR, SwinIRConfig, memory
+cfg = SwinIRConfig(**json.loads({config!r}))
+model = SwinIR(cfg).eval()
+rss = lambda: int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) * 1024
+with torch.inference_mode():
+    model(torch.rand(1, cfg.in_chans, 2 * cfg.window_size, 2 * cfg.window_size))
+    base = rss()
+    model(torch.rand(1, cfg.in_chans, {size}, {size}))
+print(json.dumps(dict(used=rss() - base, estimate=memory.estimate_bytes(cfg, {size} ** 2))))
+"""
+
+_M = dict(embed_dim=180, depths=[6] * 6, num_heads=[6] * 6)
+# Input sides are large enough that every activation is above glibc's largest mmap threshold (32 MB), so the
+# peak is the live tensors and not heap fragmentation.
+CALIBRATION = [
+    ("lightweight S x2", dict(embed_dim=60, depths=[6] * 4, num_heads=[6] * 4, task="lightweight_sr",
+                              upsampler="pixelshuffledirect", scale=2), 512),
+    ("classical M x2", dict(_M, scale=2), 256),
+    ("classical M x4", dict(_M, scale=4), 256),
+    ("real-world M x4", dict(_M, task="real_sr", upsampler="nearest+conv", scale=4), 256),
+    ("color denoise M", dict(_M, task="color_denoise", upsampler="", scale=1, noise_level=25), 256),
+]
+
+
+def calibrate() -> None:
+    print("| network | input | measured MiB | measured bytes/px | estimate MiB | estimate / measured |")
+    print("|---|---|---|---|---|---|")
+    for name, config, size in CALIBRATION:
+        child = CALIBRATE_CHILD.format(root=str(ROOT), config=json.dumps(config), size=size)
+        out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        mib = 1 << 20
+        print(f"| {name} | {size}² | {r['used'] / mib:.0f} | {r['used'] / size ** 2:.0f} | "
+              f"{r['estimate'] / mib:.0f} | {r['estimate'] / r['used']:.2f} |", flush=True)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
+    ap.add_argument("--calibrate", action="store_true", help="measure one forward pass per network family instead")
     args = ap.parse_args()
+    if args.calibrate:
+        calibrate()
+        return
     rows = []
     for size in args.sizes:
         out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), size=size)],

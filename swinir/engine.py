@@ -115,7 +115,7 @@ def _resolve_tile(tile: int | str | None, cfg, height: int, width: int, budget: 
         return max(align_down(tile, w), MIN_TILE_WINDOWS * w)
     if memory.estimate_bytes(cfg, height * width, dtype) <= budget:
         return max(height, width)
-    side = int((budget / memory.bytes_per_input_pixel(cfg, dtype)) ** 0.5)
+    side = int(memory.largest_tile_pixels(cfg, budget, dtype) ** 0.5)
     return max(align_down(side, w), MIN_TILE_WINDOWS * w)
 
 

@@ -1,8 +1,11 @@
 """How much memory a forward pass needs, and how much the engine may use.
 
-The estimate counts the live activations of the widest point of the network per input pixel (the block's
-qkv/attention/MLP tensors in the body, or the upsampler's feature maps), times a safety factor. It only has to
-be right within a small factor: the engine also catches out-of-memory errors and shrinks the tile.
+The estimate is calibrated on measured peaks (`python bench/bench_memory.py --calibrate`, recorded in
+bench/RESULTS.md): fp32 inference on the CPU holds about 10 embed-dim-wide tensors per input pixel at the widest
+point of the body (the residual stream, its window-gathered copy, norm, qkv and the MLP hidden layer; the
+flash-attention kernel keeps no N x N scores), and two upscaled feature maps in the upsampler. A fixed
+slack covers tensors small enough for the allocator to serve from its heap, which is not handed back at once.
+It only has to be right within a small factor: the engine also catches out-of-memory errors and shrinks the tile.
 """
 
 from __future__ import annotations
@@ -11,26 +14,33 @@ import torch
 
 from .config import SwinIRConfig
 
-SAFETY = 1.5
+SAFETY = 1.15
+SLACK = 160 << 20  # bytes; measured peaks of small inputs exceed the per-pixel slope by up to ~150 MB
 CPU_SHARE = 0.4  # of available RAM
 CPU_CAP = 4 << 30  # larger tiles buy little on a compute-bound CPU and would crowd out everything else
 CUDA_SHARE = 0.8  # of free device memory
 
+# Upsamplers that widen to num_feat channels at the output resolution; two such maps are alive at their widest step.
+_WIDE_UPSAMPLERS = ("pixelshuffle", "nearest+conv")
+
 
 def bytes_per_input_pixel(config: SwinIRConfig, dtype: torch.dtype) -> float:
-    c, n = config.embed_dim, config.window_size**2
-    heads = max(config.num_heads)
-    # Residual stream, its gathered copy, norm, qkv (3C), attention output, MLP hidden (ratio*C), plus the
-    # attention scores of one window group (heads*N per token).
-    body = c * (6 + config.mlp_ratio) + heads * n
-    s2 = config.scale**2
-    tail = s2 * (3 * config.num_feat + config.in_chans) if config.scale > 1 else 2 * c
+    c, s2 = config.embed_dim, config.scale**2
+    body = c * (9 + config.mlp_ratio)
+    wide = config.upsampler in _WIDE_UPSAMPLERS
+    # The tail also keeps the body's output and the shallow features (about 3 embed-dim tensors).
+    tail = s2 * (2 * config.num_feat if wide else config.in_chans) + 3 * c
     itemsize = torch.finfo(dtype).bits // 8
-    return SAFETY * itemsize * max(body, tail + c)
+    return SAFETY * itemsize * max(body, tail)
 
 
 def estimate_bytes(config: SwinIRConfig, pixels: int, dtype: torch.dtype = torch.float32) -> int:
-    return int(bytes_per_input_pixel(config, dtype) * pixels)
+    return int(bytes_per_input_pixel(config, dtype) * pixels) + SLACK
+
+
+def largest_tile_pixels(config: SwinIRConfig, budget: int, dtype: torch.dtype = torch.float32) -> int:
+    """Input pixels of the largest tile whose estimate fits `budget` (0 when even the slack does not)."""
+    return max(0, int((budget - SLACK) / bytes_per_input_pixel(config, dtype)))
 
 
 def available_ram() -> int:

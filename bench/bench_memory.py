@@ -4,8 +4,9 @@ Each size runs in a fresh child process; peak RSS is the process's high-water ma
 ru_maxrss would also count the parent's RSS at the fork) and the baseline
 is the RSS after loading torch and the model, so 'used' is what the restoration itself added.
 
-    python bench/bench_memory.py [--sizes 1024 2048]
+    python bench/bench_memory.py [--sizes 1024 2048] [--tile auto|PIXELS]
     python bench/bench_memory.py --calibrate    # measured bytes per pixel of one forward vs swinir.memory's estimate
+    python bench/bench_memory.py --sweep 128 256 512 768   # time per pixel of one forward pass by input side
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ rss = lambda: int(next(l for l in open("/proc/self/status") if l.startswith("VmH
 base = rss()
 tiles = []
 t = time.perf_counter()
-y = swinir.restore(model, x, tile="auto", progress=lambda d, n: tiles.append(n))
+y = swinir.restore(model, x, tile={tile!r}, progress=lambda d, n: tiles.append(n))
 elapsed = time.perf_counter() - t
 budget = memory.memory_budget(torch.device("cpu"))
 print(json.dumps(dict(size={size}, seconds=elapsed, tiles=tiles[-1], peak=rss(), base=base, budget=budget,
@@ -77,17 +78,48 @@ def calibrate() -> None:
               f"{r['estimate'] / mib:.0f} | {r['estimate'] / r['used']:.2f} |", flush=True)
 
 
+def sweep(sides: list[int]) -> None:
+    """Whether the auto rule may use large tiles: seconds per Mpx of the default model by input side."""
+    import time
+
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    import swinir
+
+    model = swinir.load_model(swinir.default_model_path())
+    print(f"threads: {torch.get_num_threads()}")
+    print("| input | best of 2 s | s per Mpx |")
+    print("|---|---|---|")
+    with torch.inference_mode():
+        model(torch.rand(1, 3, 64, 64))
+        for side in sides:
+            x = torch.rand(1, 3, side, side)
+            times = []
+            for _ in range(2):
+                t = time.perf_counter()
+                model(x)
+                times.append(time.perf_counter() - t)
+            print(f"| {side}² | {min(times):.2f} | {min(times) / side ** 2 * 1e6:.1f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
+    ap.add_argument("--tile", type=lambda v: v if v == "auto" else int(v), default="auto",
+                    help="tile for swinir.restore: 'auto' (default) or a size in pixels")
     ap.add_argument("--calibrate", action="store_true", help="measure one forward pass per network family instead")
+    ap.add_argument("--sweep", type=int, nargs="+", metavar="SIDE", help="time one forward pass per input side instead")
     args = ap.parse_args()
+    if args.sweep:
+        sweep(args.sweep)
+        return
     if args.calibrate:
         calibrate()
         return
     rows = []
     for size in args.sizes:
-        out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), size=size)],
+        out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), size=size, tile=args.tile)],
                              capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     gib = 1 << 30

@@ -1,7 +1,6 @@
 """Peak memory and time of restoring large images with auto tiling (the default model, CPU).
 
-Each size runs in a fresh child process; peak RSS is the process's high-water mark (VmHWM;
-ru_maxrss would also count the parent's RSS at the fork) and the baseline
+Each size runs in a fresh child process; peak RSS is the process's high-water mark (VmHWM) and the baseline
 is the RSS after loading torch and the model, so 'used' is what the restoration itself added.
 
     python bench/bench_memory.py [--sizes 1024 2048] [--tile auto|PIXELS]
@@ -19,6 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The process's own high-water mark; ru_maxrss would also count the parent's RSS at the fork.
+RSS = 'rss = lambda: int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) * 1024'
+
 CHILD = r"""
 import json, sys, time, torch
 sys.path.insert(0, {root!r})
@@ -26,7 +28,7 @@ import swinir
 from swinir import memory
 model = swinir.load_model(swinir.default_model_path())
 x = torch.rand(1, 3, {size}, {size})
-rss = lambda: int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) * 1024
+{rss}
 base = rss()
 tiles = []
 t = time.perf_counter()
@@ -39,13 +41,15 @@ print(json.dumps(dict(size={size}, seconds=elapsed, tiles=tiles[-1], peak=rss(),
 
 # One forward pass of a randomly initialised network (memory does not depend on the weights); the baseline is taken
 # after a tiny warm-up pass so that one-off allocations are not counted.
-CALIBRATE_CHILD = r"""
+FORWARD_CHILD = r"""
 import json, sys, torch
 sys.path.insert(0, {root!r})
 from swinir import SwinIR, SwinIRConfig, memory
+if {threads}:
+    torch.set_num_threads({threads})
 cfg = SwinIRConfig(**json.loads({config!r}))
 model = SwinIR(cfg).eval()
-rss = lambda: int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) * 1024
+{rss}
 with torch.inference_mode():
     model(torch.rand(1, cfg.in_chans, 2 * cfg.window_size, 2 * cfg.window_size))
     base = rss()
@@ -66,13 +70,19 @@ CALIBRATION = [
 ]
 
 
+def forward_peak(config: dict, size: int, threads: int = 0) -> dict[str, int]:
+    """Bytes one forward pass of `config` on a size² input adds to a fresh process's peak RSS ('used'), and
+    swinir.memory's estimate for it ('estimate'). threads=0 keeps torch's default."""
+    child = FORWARD_CHILD.format(root=str(ROOT), rss=RSS, config=json.dumps(config), size=size, threads=threads)
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def calibrate() -> None:
     print("| network | input | measured MiB | measured bytes/px | estimate MiB | estimate / measured |")
     print("|---|---|---|---|---|---|")
     for name, config, size in CALIBRATION:
-        child = CALIBRATE_CHILD.format(root=str(ROOT), config=json.dumps(config), size=size)
-        out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = forward_peak(config, size)
         mib = 1 << 20
         print(f"| {name} | {size}² | {r['used'] / mib:.0f} | {r['used'] / size ** 2:.0f} | "
               f"{r['estimate'] / mib:.0f} | {r['estimate'] / r['used']:.2f} |", flush=True)
@@ -119,7 +129,7 @@ def main() -> None:
         return
     rows = []
     for size in args.sizes:
-        out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), size=size, tile=args.tile)],
+        out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), rss=RSS, size=size, tile=args.tile)],
                              capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     gib = 1 << 30

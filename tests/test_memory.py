@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
+from bench.bench_memory import forward_peak
 from swinir import SwinIRConfig, memory
-from swinir.engine import _resolve_tile
+from swinir.engine import _resolve_tile, default_overlap
+from swinir.tiling import plan_tiles
+from swinir.train import LIGHTWEIGHT_S
 
-ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = SwinIRConfig(task="lightweight_sr", **LIGHTWEIGHT_S)
 
-# Peak RSS (VmHWM: ru_maxrss would include the RSS of this pytest process at the fork) of one forward pass in a
-# fresh interpreter, above the RSS after a tiny warm-up pass.
-PEAK = r"""
-import json, sys, torch
-sys.path.insert(0, {root!r})
-from swinir import SwinIR, SwinIRConfig
-torch.set_num_threads(1)
-cfg = SwinIRConfig(**json.loads({config!r}))
-model = SwinIR(cfg).eval()
-rss = lambda: int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) * 1024
-with torch.inference_mode():
-    model(torch.rand(1, cfg.in_chans, 16, 16))
-    base = rss()
-    model(torch.rand(1, cfg.in_chans, {size}, {size}))
-print(rss() - base)
-"""
-
-# One block per network is enough: activation memory per pixel does not grow with depth, only with width and the
-# upsampler. Sizes keep every activation above glibc's mmap threshold, so the peak is the live tensors.
+# Two stages of two blocks (plain and shifted windows) are enough: activation memory per pixel does not grow with
+# depth, only with width and the upsampler. Sizes keep every activation above glibc's mmap threshold, so the peak is the live tensors.
 CASES = [
     pytest.param(dict(embed_dim=60, depths=[2, 2], num_heads=[6, 6], task="lightweight_sr",
                       upsampler="pixelshuffledirect", scale=2), 512, id="S-width-x2-body"),
@@ -46,9 +27,8 @@ CASES = [
 
 @pytest.mark.parametrize("config,size", CASES)
 def test_estimate_covers_measured_peak_without_gross_waste(config: dict, size: int) -> None:
-    child = PEAK.format(root=str(ROOT), config=json.dumps(config), size=size)
-    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True, timeout=300)
-    measured = int(out.stdout.strip().splitlines()[-1])
+    # A fresh interpreter per measurement: its peak RSS (VmHWM) is not this pytest process's.
+    measured = forward_peak(config, size, threads=1)["used"]
     estimate = memory.estimate_bytes(SwinIRConfig(**config), size * size)
     assert measured <= estimate, f"estimate {estimate / 2**20:.0f} MiB is below the measured {measured / 2**20:.0f}"
     # Over-estimating costs tiles (and so speed): the per-pixel part stays within 1.35x of the whole measured peak.
@@ -57,8 +37,7 @@ def test_estimate_covers_measured_peak_without_gross_waste(config: dict, size: i
 
 
 def test_largest_tile_fits_its_budget() -> None:
-    cfg = SwinIRConfig(task="lightweight_sr", embed_dim=60, depths=(6,) * 4, num_heads=(6,) * 4,
-                       upsampler="pixelshuffledirect")
+    cfg = DEFAULT_CONFIG
     for budget in (256 << 20, 1 << 30, 4 << 30):
         pixels = memory.largest_tile_pixels(cfg, budget)
         assert memory.estimate_bytes(cfg, pixels) <= budget < memory.estimate_bytes(cfg, pixels + 64)
@@ -68,13 +47,10 @@ def test_largest_tile_fits_its_budget() -> None:
 def test_auto_tile_keeps_the_activations_flat_from_1024_to_2048() -> None:
     """With the CPU's 4 GiB cap, the default configuration runs 1024² whole and 2048² in four evened-out tiles of
     nearly the same area: what the bench's +20 % memory criterion needs."""
-    from swinir.tiling import plan_tiles
-
-    cfg = SwinIRConfig(task="lightweight_sr", embed_dim=60, depths=(6,) * 4, num_heads=(6,) * 4,
-                       upsampler="pixelshuffledirect")
+    cfg = DEFAULT_CONFIG
     budget = memory.CPU_CAP
     assert _resolve_tile("auto", cfg, 1024, 1024, budget, torch.float32) == 1024
     tile = _resolve_tile("auto", cfg, 2048, 2048, budget, torch.float32)
-    plan = plan_tiles(2048, 2048, tile, 32, 8)
+    plan = plan_tiles(2048, 2048, tile, default_overlap(cfg.window_size), cfg.window_size)
     assert len(plan) == 4
     assert plan.tile_height * plan.tile_width <= 1.1 * 1024 * 1024

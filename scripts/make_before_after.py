@@ -17,7 +17,7 @@ from swinir.imresize import imresize_uint8  # noqa: E402
 
 
 def main() -> None:
-    lr = np.asarray(Image.open(ROOT / "samples" / "chelsea_lr.png").convert("RGB"))
+    lr = np.array(Image.open(ROOT / "samples" / "chelsea_lr.png").convert("RGB"))
     bicubic = imresize_uint8(lr, 2)
     model = swinir.load_model(swinir.default_model_path())
     x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255

@@ -27,14 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, default=500, help="steps between evaluations (default 500)")
     p.add_argument("--eval-dir", type=Path, help="SR test set with HR/ and LR_bicubic/X<s>/ to monitor PSNR-Y")
     p.add_argument("--export", type=Path,
-                   help="instead of training, write the EMA weights of --out/state.pt to this .safetensors file")
+                   help="instead of training, write the EMA weights of --out/state.pt to this .safetensors file "
+                   "(the data folders are then ignored: the state records those it was trained on)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.export:
-        note = ", ".join(d.name for d in args.data)
-        export(args.out / "state.pt", args.export, f"{note}, MATLAB bicubic x{args.scale}")
+        export(args.out / "state.pt", args.export)
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import SwinIRConfig
+from .errors import CheckpointError, InputError
 from .fileutil import atomic_target
 from .imageio import IMAGE_SUFFIXES, read_image_uint8
 from .imresize import imresize_uint8
@@ -57,6 +58,8 @@ def load_pairs(folders: list[Path], scale: int, min_lr: int) -> list[tuple[np.nd
     """(LR, HR) uint8 HWC RGB pairs; images too small for one crop are left out."""
     pairs = []
     for folder in folders:
+        if not folder.is_dir():
+            raise InputError(f"training data folder {folder} does not exist; pass folders of high-resolution images")
         for path in sorted(folder.iterdir()):
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
@@ -65,7 +68,10 @@ def load_pairs(folders: list[Path], scale: int, min_lr: int) -> list[tuple[np.nd
                 continue
             pairs.append((imresize_uint8(hr, 1 / scale), hr))
     if not pairs:
-        raise ValueError(f"no usable training images in {', '.join(map(str, folders))}")
+        raise InputError(
+            f"no usable training images in {', '.join(map(str, folders))}: they need PNG/JPEG/WebP/TIFF images "
+            f"of at least {min_lr * scale} px on the short side (the crop size times the scale)"
+        )
     return pairs
 
 
@@ -122,7 +128,7 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=s.lr, betas=(0.9, 0.99))
-    step, elapsed, history = 0, 0.0, []
+    step, elapsed, history, data_names = 0, 0.0, [], []
     rng = np.random.default_rng(s.seed)
     if state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -130,8 +136,11 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed, history = state["step"], state["elapsed"], list(state["history"])
+        data_names = list(state.get("data", []))
         rng = np.random.default_rng([s.seed, step])
         log.info("resumed at step %d (%.0f s trained)", step, elapsed)
+    # The export's metadata names every folder the weights ever saw, across resumes.
+    data_names += [d.name for d in s.data if d.name not in data_names]
     pairs = load_pairs(s.data, s.scale, s.patch)
     log.info("%d training images", len(pairs))
     model.train()
@@ -165,29 +174,41 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
             _save_state(state_path, {
                 "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                 "step": step, "elapsed": elapsed, "history": history, "config": config.to_metadata(),
+                "data": data_names,
             })
     return state_path
 
 
 def ema_weights(state_path: Path) -> tuple[dict[str, torch.Tensor], SwinIRConfig, dict]:
     """The exported weights (EMA), the config and the training record of a state file."""
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
-    info = {"step": state["step"], "elapsed_s": state["elapsed"], "history": state["history"]}
+    if not state_path.is_file():
+        raise CheckpointError(
+            f"no training state at {state_path}; pass as --out the folder of a run that has saved at least once"
+        )
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle/zip errors of a truncated or foreign file
+        raise CheckpointError(f"{state_path} is not a readable training state ({e}); resume from another copy") from e
+    info = {
+        "step": state["step"], "elapsed_s": state["elapsed"], "history": state["history"],
+        "data": list(state.get("data", [])),
+    }
     return state["ema"], SwinIRConfig.from_metadata(state["config"]), info
 
 
 
-def export(state_path: Path, target: Path, data_note: str) -> Path:
+def export(state_path: Path, target: Path) -> Path:
     """Write the EMA weights of a training state as the pack's safetensors, with the training record."""
     from .checkpoint import save_safetensors
 
     weights, config, info = ema_weights(state_path)
     model = SwinIR(config)
     model.load_state_dict(weights)
+    data = ", ".join(info["data"]) or "not recorded"
     last_eval = next((r["eval_psnr"] for r in reversed(info["history"]) if "eval_psnr" in r), None)
     extra = {
         "source_file": "trained by ComfyUI-SwinIR (python -m swinir train)",
-        "training_data": data_note,
+        "training_data": f"{data}, MATLAB bicubic x{config.scale}",
         "training_steps": str(info["step"]),
         "training_seconds": str(int(info["elapsed_s"])),
     }

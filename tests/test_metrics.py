@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench import eval_sr
 from swinir.metrics import psnr_y, rgb_to_y, ssim_y
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,11 +67,6 @@ def test_shape_mismatch_raises() -> None:
 def test_bicubic_set5_x2_matches_paper() -> None:
     if not (DATA / "Set5").is_dir():
         pytest.skip(f"../shared/data not present ({DATA}); bicubic reference check needs Set5")
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import eval_sr
-    finally:
-        sys.path.remove(str(REPO / "bench"))
     psnr, ssim, n = eval_sr.evaluate_set(DATA / "Set5", 2, eval_sr.bicubic, gray_rgb=False)
     assert n == 5
     assert abs(psnr - 33.66) < 0.05

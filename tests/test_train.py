@@ -1,0 +1,88 @@
+"""`swinir.train`: a tiny run that saves, resumes where it stopped, and exports a model the pack loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+import swinir
+from swinir.errors import CheckpointError, InputError
+from swinir.train import TrainSettings, export, train
+from test_cli import assert_clean_failure, run_cli
+
+TINY = swinir.SwinIRConfig(
+    task="lightweight_sr", scale=2, in_chans=3, window_size=8, embed_dim=12, depths=(2,), num_heads=(2,),
+    upsampler="pixelshuffledirect",
+)
+
+
+@pytest.fixture(scope="module")
+def image_folders(tmp_path_factory) -> list[Path]:
+    rng = np.random.default_rng(0)
+    folders = []
+    for name in ("setA", "setB"):
+        folder = tmp_path_factory.mktemp(name)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        folders.append(folder)
+    return folders
+
+
+def settings(data: list[Path], out: Path, iterations: int) -> TrainSettings:
+    return TrainSettings(data=data, out=out, iterations=iterations, batch=2, patch=8, save_every=2, warmup=2)
+
+
+def test_train_resume_export(image_folders: list[Path], tmp_path: Path, single_thread) -> None:
+    torch.manual_seed(0)
+    state_path = train(settings(image_folders[:1], tmp_path, 2), TINY)
+    first = torch.load(state_path, weights_only=True)
+    assert first["step"] == 2 and [r["step"] for r in first["history"]] == [2]
+
+    # Resuming continues from the saved step with the saved weights, and records the new folder too.
+    train(settings(image_folders, tmp_path, 4), TINY)
+    second = torch.load(state_path, weights_only=True)
+    assert second["step"] == 4 and [r["step"] for r in second["history"]] == [2, 4]
+    assert second["data"] == [image_folders[0].name, image_folders[1].name]
+    assert not all(torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
+
+    target = export(state_path, tmp_path / "exported.safetensors")
+    model = swinir.load_model(target)
+    assert model.config == TINY
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, second["ema"][k]), k
+    meta = safe_open(str(target), "pt").metadata()
+    assert meta["training_steps"] == "4"
+    assert meta["training_data"] == f"{image_folders[0].name}, {image_folders[1].name}, MATLAB bicubic x2"
+    out = swinir.restore(model, torch.rand(1, 3, 9, 11))
+    assert out.shape == (1, 3, 18, 22)
+
+
+def test_train_rejects_missing_or_empty_data(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        train(settings([tmp_path / "missing"], tmp_path / "run", 1), TINY)
+    (tmp_path / "small").mkdir()
+    Image.new("RGB", (10, 10)).save(tmp_path / "small" / "a.png")
+    with pytest.raises(InputError, match="at least 16 px"):
+        train(settings([tmp_path / "small"], tmp_path / "run", 1), TINY)
+
+
+def test_export_rejects_missing_or_corrupt_state(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no training state"):
+        export(tmp_path / "state.pt", tmp_path / "x.safetensors")
+    (tmp_path / "state.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match="not a readable training state"):
+        export(tmp_path / "state.pt", tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_cli_train_errors_are_one_line(tmp_path: Path) -> None:
+    assert_clean_failure(run_cli("train", tmp_path / "missing", "--out", tmp_path / "run"), "does not exist")
+    assert_clean_failure(
+        run_cli("train", tmp_path, "--out", tmp_path / "nothing", "--export", tmp_path / "m.safetensors"),
+        "no training state",
+    )

@@ -112,6 +112,15 @@ def _lr_at(step: int, s: TrainSettings) -> float:
     return s.lr * min(1.0, (step + 1) / s.warmup)
 
 
+def _load_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle/zip errors of a truncated or foreign file
+        raise CheckpointError(
+            f"{path} is not a readable training state ({e}); restore it from a copy or delete it to start over"
+        ) from e
+
+
 def _save_state(path: Path, state: dict) -> None:
     with atomic_target(path) as tmp:
         torch.save(state, tmp)
@@ -131,7 +140,7 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
     step, elapsed, history, data_names = 0, 0.0, [], []
     rng = np.random.default_rng(s.seed)
     if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = _load_state(state_path)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -185,10 +194,7 @@ def ema_weights(state_path: Path) -> tuple[dict[str, torch.Tensor], SwinIRConfig
         raise CheckpointError(
             f"no training state at {state_path}; pass as --out the folder of a run that has saved at least once"
         )
-    try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors of a truncated or foreign file
-        raise CheckpointError(f"{state_path} is not a readable training state ({e}); resume from another copy") from e
+    state = _load_state(state_path)
     info = {
         "step": state["step"], "elapsed_s": state["elapsed"], "history": state["history"],
         "data": list(state.get("data", [])),

@@ -78,6 +78,8 @@ def test_export_rejects_missing_or_corrupt_state(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a readable training state"):
         export(tmp_path / "state.pt", tmp_path / "x.safetensors")
     assert not (tmp_path / "x.safetensors").exists()
+    with pytest.raises(CheckpointError, match="not a readable training state"):
+        train(settings([tmp_path], tmp_path, 1), TINY)  # resuming from it fails the same way
 
 
 def test_cli_train_errors_are_one_line(tmp_path: Path) -> None:

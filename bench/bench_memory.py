@@ -70,12 +70,17 @@ CALIBRATION = [
 ]
 
 
+def run_child(code: str, timeout: float | None = None) -> dict:
+    """Runs `code` in a fresh interpreter, so its peak RSS is its own; returns the JSON of its last output line."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=timeout)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def forward_peak(config: dict, size: int, threads: int = 0) -> dict[str, int]:
     """Bytes one forward pass of `config` on a size² input adds to a fresh process's peak RSS ('used'), and
     swinir.memory's estimate for it ('estimate'). threads=0 keeps torch's default."""
     child = FORWARD_CHILD.format(root=str(ROOT), rss=RSS, config=json.dumps(config), size=size, threads=threads)
-    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True, timeout=600)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(child, timeout=600)
 
 
 def calibrate() -> None:
@@ -127,11 +132,7 @@ def main() -> None:
     if args.calibrate:
         calibrate()
         return
-    rows = []
-    for size in args.sizes:
-        out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), rss=RSS, size=size, tile=args.tile)],
-                             capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    rows = [run_child(CHILD.format(root=str(ROOT), rss=RSS, size=size, tile=args.tile)) for size in args.sizes]
     gib = 1 << 30
     print("| input | tiles | time s | s per Mpx | peak RSS GiB | used (peak - base) GiB | budget GiB |")
     print("|---|---|---|---|---|---|---|")

@@ -114,11 +114,13 @@ def _lr_at(step: int, s: TrainSettings) -> float:
 
 def _load_state(path: Path) -> dict:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle/zip errors of a truncated or foreign file
         raise CheckpointError(
             f"{path} is not a readable training state ({e}); restore it from a copy or delete it to start over"
         ) from e
+    state.setdefault("data", [])  # states saved before the data folders were recorded
+    return state
 
 
 def _save_state(path: Path, state: dict) -> None:
@@ -145,7 +147,7 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed, history = state["step"], state["elapsed"], list(state["history"])
-        data_names = list(state.get("data", []))
+        data_names = list(state["data"])
         rng = np.random.default_rng([s.seed, step])
         log.info("resumed at step %d (%.0f s trained)", step, elapsed)
     # The export's metadata names every folder the weights ever saw, across resumes.
@@ -197,10 +199,9 @@ def ema_weights(state_path: Path) -> tuple[dict[str, torch.Tensor], SwinIRConfig
     state = _load_state(state_path)
     info = {
         "step": state["step"], "elapsed_s": state["elapsed"], "history": state["history"],
-        "data": list(state.get("data", [])),
+        "data": list(state["data"]),
     }
     return state["ema"], SwinIRConfig.from_metadata(state["config"]), info
-
 
 
 def export(state_path: Path, target: Path) -> Path:

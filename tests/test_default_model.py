@@ -6,14 +6,12 @@ that writes the table in bench/RESULTS.md, so the recorded figures and this chec
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from bench import eval_sr
 from swinir.model_ref import default_model_path
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = eval_sr.DEFAULT_DATA
 MARGIN_DB = 2.5
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,7 @@ import pytest
 from bench import eval_sr
 from swinir.metrics import psnr_y, rgb_to_y, ssim_y
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = eval_sr.DEFAULT_DATA
 
 
 def _rand_rgb(seed: int, shape: tuple[int, int, int] = (32, 40, 3)) -> np.ndarray:

@@ -41,12 +41,18 @@ class SwinIRConfig:
     patch_norm: bool = True
     noise_level: int | None = None
     jpeg_quality: int | None = None
+    # A blind model's trained range: sigma (0-255 scale) for denoising, IJG quality for JPEG; None for one level.
+    level_range: tuple[int, int] | None = None
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # Tuples keep the config hashable and comparable whatever the caller passed.
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         object.__setattr__(self, "num_heads", tuple(int(h) for h in self.num_heads))
+        if self.level_range is not None:
+            object.__setattr__(self, "level_range", tuple(int(v) for v in self.level_range))
+            if len(self.level_range) != 2 or self.level_range[0] > self.level_range[1]:
+                raise ValueError(f"level_range must be (low, high), got {self.level_range}")
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
         if self.upsampler not in UPSAMPLERS:
@@ -69,6 +75,11 @@ class SwinIRConfig:
     @property
     def is_jpeg(self) -> bool:
         return self.task.endswith("_jpeg")
+
+    @property
+    def is_blind(self) -> bool:
+        """Trained for a range of noise levels or JPEG qualities rather than one."""
+        return self.level_range is not None
 
     def to_metadata(self) -> dict[str, str]:
         """Flat string metadata for a safetensors header."""
@@ -102,7 +113,7 @@ INT_FIELDS = ("scale", "in_chans", "window_size", "embed_dim", "num_feat", "nois
 
 
 def _parse_field(name: str, raw: str) -> Any:
-    if name in ("depths", "num_heads"):
+    if name in ("depths", "num_heads", "level_range"):
         return tuple(int(v) for v in raw.split(",") if v)
     if name in INT_FIELDS:
         return int(raw)

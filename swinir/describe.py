@@ -40,5 +40,8 @@ def describe(config: SwinIRConfig) -> str:
         parts.append(f"sigma {config.noise_level}")
     if config.jpeg_quality is not None:
         parts.append(f"quality {config.jpeg_quality}")
+    if config.level_range is not None:
+        low, high = config.level_range
+        parts.append(f"blind, {'sigma' if config.is_denoise else 'quality'} {low}-{high}")
     detail = f"{variant(config)}, window {config.window_size}, {'RGB' if config.in_chans == 3 else 'gray'}"
     return f"{' '.join(parts)} ({detail})"

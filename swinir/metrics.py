@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["rgb_to_y", "psnr_y", "ssim_y"]
+__all__ = ["psnr", "rgb_to_y", "psnr_y", "ssim_y"]
 
 # MATLAB rgb2ycbcr, for RGB in [0, 1]; output Y in [16, 235].
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
@@ -56,6 +56,17 @@ def psnr_y(sr_uint8: np.ndarray, hr_uint8: np.ndarray, border: int) -> float:
     if mse == 0:
         return math.inf
     return 20.0 * math.log10(255.0 / math.sqrt(mse))
+
+
+def psnr(out_uint8: np.ndarray, ref_uint8: np.ndarray, border: int = 0) -> float:
+    """PSNR (dB) over all channels (RGB for colour images), as the official denoise and JPEG tables report it."""
+    if out_uint8.shape != ref_uint8.shape:
+        raise ValueError(f"shape mismatch: {out_uint8.shape} vs {ref_uint8.shape}")
+    a, b = out_uint8.astype(np.float64), ref_uint8.astype(np.float64)
+    if border:
+        a, b = a[border:-border, border:-border], b[border:-border, border:-border]
+    mse = float(np.mean((a - b) ** 2))
+    return math.inf if mse == 0 else 20.0 * math.log10(255.0 / math.sqrt(mse))
 
 
 def _gaussian_1d(size: int = 11, sigma: float = 1.5) -> torch.Tensor:

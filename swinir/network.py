@@ -22,7 +22,8 @@ USE_SDPA = True
 
 
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    if USE_SDPA:
+    # Training on the CPU: SDPA's backward there is its math path plus mask checks, about 10 % slower than plain.
+    if USE_SDPA and not (q.requires_grad and q.device.type == "cpu"):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + mask
     return attn.softmax(dim=-1) @ v

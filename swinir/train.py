@@ -1,8 +1,15 @@
-"""Training of a SwinIR super-resolution model on a folder of images (the default model is trained with this).
+"""Training of the pack's default models on folders of clean images: one degradation per task.
 
-Degradation: MATLAB-style bicubic downscaling of the whole HR image, quantised to uint8 the way the SR test sets
-are made, done once up front; training pairs are aligned random crops with flips and 90-degree rotations.
-L1 loss, Adam, an exponential moving average of the weights (what gets exported), and a resumable state file.
+- sr: MATLAB-style bicubic downscaling of the whole HR image, quantised to uint8 the way the SR test sets are
+  made, done once up front; training pairs are aligned random crops.
+- denoise (blind): a random sigma per patch, uniform in [0, sigma_max] on the 0-255 scale, Gaussian noise added
+  in float (neither rounded nor clipped), as the official tests add it.
+- jpeg (blind): a random IJG quality per patch, uniform in the range, through Pillow's encoder with 4:2:0 chroma
+  (what most JPEGs carry); the patch is encoded after its flip/rotation, so its 16 px MCU grid starts at the
+  patch corner, as a whole image's does.
+
+Crops get random flips and 90-degree rotations. L1 loss, Adam, an exponential moving average of the weights
+(what gets exported), and a resumable state file.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ import torch
 import torch.nn.functional as F
 
 from .config import SwinIRConfig
+from .degrade import add_gaussian_noise, jpeg_roundtrip
 from .errors import CheckpointError, InputError
 from .fileutil import atomic_target
 from .imageio import IMAGE_SUFFIXES, read_image_uint8
 from .imresize import imresize_uint8
-from .metrics import psnr_y
+from .metrics import psnr, psnr_y
 from .network import SwinIR
 
 log = logging.getLogger(__name__)
@@ -30,6 +38,10 @@ LIGHTWEIGHT_S = dict(
     embed_dim=60, depths=(6, 6, 6, 6), num_heads=(6, 6, 6, 6), window_size=8, mlp_ratio=2.0,
     upsampler="pixelshuffledirect", resi_connection="1conv", img_range=1.0, in_chans=3,
 )
+TRAIN_TASKS = ("sr", "denoise", "jpeg")
+# The level each monitor evaluation uses for the blind tasks (a fixed seed for the noise).
+MONITOR_SIGMA = 25
+MONITOR_QUALITY = 20
 
 
 @dataclass
@@ -45,8 +57,38 @@ class TrainSettings:
     ema_decay: float = 0.999
     save_every: int = 100
     eval_every: int = 500
-    eval_dir: Path | None = None  # an SR test set laid out as HR/ and LR_bicubic/X<s>/, for monitoring only
+    eval_dir: Path | None = None  # monitoring only: an SR set with HR/ and LR_bicubic/X<s>/, or clean images
     seed: int = 0
+    task: str = "sr"
+    sigma_max: int = 50  # denoise: sigma drawn from [0, sigma_max]
+    quality_range: tuple[int, int] = (10, 90)  # jpeg: quality drawn from this range, inclusive
+    init: Path | None = None  # starting weights for a new run: a state.pt or a .safetensors of the same network
+
+    def level_range(self) -> tuple[int, int] | None:
+        if self.task == "denoise":
+            return (0, self.sigma_max)
+        if self.task == "jpeg":
+            return tuple(self.quality_range)
+        return None
+
+    def degradation(self) -> str:
+        if self.task == "denoise":
+            return f"Gaussian noise sigma 0-{self.sigma_max} (float, per patch)"
+        if self.task == "jpeg":
+            low, high = self.quality_range
+            return f"Pillow JPEG quality {low}-{high}, 4:2:0 (per patch)"
+        return f"MATLAB bicubic x{self.scale}"
+
+
+def default_config(s: TrainSettings) -> SwinIRConfig:
+    """The official lightweight SwinIR-S body; scale 1 and no upsampler for the restoration tasks."""
+    if s.task not in TRAIN_TASKS:
+        raise InputError(f"unknown training task {s.task!r}; use one of {', '.join(TRAIN_TASKS)}")
+    if s.task == "sr":
+        return SwinIRConfig(task="lightweight_sr", scale=s.scale, **LIGHTWEIGHT_S)
+    body = {**LIGHTWEIGHT_S, "upsampler": ""}
+    task = "color_denoise" if s.task == "denoise" else "color_jpeg"
+    return SwinIRConfig(task=task, scale=1, level_range=s.level_range(), **body)
 
 
 def _modcrop(img: np.ndarray, scale: int) -> np.ndarray:
@@ -54,8 +96,9 @@ def _modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[: h - h % scale, : w - w % scale]
 
 
-def load_pairs(folders: list[Path], scale: int, min_lr: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(LR, HR) uint8 HWC RGB pairs; images too small for one crop are left out."""
+def load_pairs(folders: list[Path], scale: int, min_lr: int) -> list[tuple[np.ndarray | None, np.ndarray]]:
+    """(LR, HR) uint8 HWC RGB pairs (LR None at scale 1: it is made per patch); images too small for one crop are
+    left out."""
     pairs = []
     for folder in folders:
         if not folder.is_dir():
@@ -66,7 +109,7 @@ def load_pairs(folders: list[Path], scale: int, min_lr: int) -> list[tuple[np.nd
             hr = _modcrop(read_image_uint8(path, channels=3), scale)
             if min(hr.shape[:2]) < min_lr * scale:
                 continue
-            pairs.append((imresize_uint8(hr, 1 / scale), hr))
+            pairs.append((imresize_uint8(hr, 1 / scale) if scale > 1 else None, hr))
     if not pairs:
         raise InputError(
             f"no usable training images in {', '.join(map(str, folders))}: they need PNG/JPEG/WebP/TIFF images "
@@ -75,37 +118,79 @@ def load_pairs(folders: list[Path], scale: int, min_lr: int) -> list[tuple[np.nd
     return pairs
 
 
-def sample_batch(pairs, batch: int, patch: int, scale: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    lrs, hrs = [], []
-    for _ in range(batch):
+def _augment(crops: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    crops = [np.rot90(c, k) for c in crops]
+    return [np.ascontiguousarray(c[:, ::-1] if flip else c) for c in crops]
+
+
+def degrade_patch(clean: np.ndarray, s: TrainSettings, rng: np.random.Generator) -> np.ndarray:
+    """A float32 HWC [0, 1] input for one clean uint8 patch, at a random level of the task's range."""
+    if s.task == "denoise":
+        sigma = rng.uniform(0.0, s.sigma_max)
+        return add_gaussian_noise(clean.astype(np.float32) / 255.0, sigma, rng)
+    low, high = s.quality_range
+    return jpeg_roundtrip(clean, int(rng.integers(low, high + 1))).astype(np.float32) / 255.0
+
+
+def sample_batch(pairs, s: TrainSettings, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, target) NCHW float batches of random crops."""
+    patch, scale = s.patch, s.scale if s.task == "sr" else 1
+    inputs, targets = [], []
+    for _ in range(s.batch):
         lr, hr = pairs[rng.integers(len(pairs))]
-        y = int(rng.integers(lr.shape[0] - patch + 1))
-        x = int(rng.integers(lr.shape[1] - patch + 1))
-        lr_c = lr[y : y + patch, x : x + patch]
+        size = hr.shape[:2] if lr is None else lr.shape[:2]
+        y = int(rng.integers(size[0] - patch + 1))
+        x = int(rng.integers(size[1] - patch + 1))
         hr_c = hr[y * scale : (y + patch) * scale, x * scale : (x + patch) * scale]
-        k, flip = int(rng.integers(4)), bool(rng.integers(2))
-        lr_c, hr_c = np.rot90(lr_c, k), np.rot90(hr_c, k)
-        if flip:
-            lr_c, hr_c = lr_c[:, ::-1], hr_c[:, ::-1]
-        lrs.append(np.ascontiguousarray(lr_c))
-        hrs.append(np.ascontiguousarray(hr_c))
-    to_t = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float().div_(255)  # noqa: E731
-    return to_t(lrs), to_t(hrs)
+        if lr is None:
+            (hr_c,) = _augment([hr_c], rng)
+            inputs.append(degrade_patch(hr_c, s, rng))
+        else:
+            lr_c, hr_c = _augment([lr[y : y + patch, x : x + patch], hr_c], rng)
+            inputs.append(lr_c.astype(np.float32) / 255.0)
+        targets.append(hr_c.astype(np.float32) / 255.0)
+    to_t = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+    return to_t(inputs), to_t(targets)
 
 
-def evaluate(model: torch.nn.Module, eval_dir: Path, scale: int) -> float:
-    """Mean PSNR-Y (border = scale) over an SR test set; the official SwinIR convention."""
+def _run_uint8(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).permute(2, 0, 1)[None]
+    return model(t).clamp(0, 1)[0].permute(1, 2, 0).mul(255).round().byte().numpy()
+
+
+def evaluate(model: torch.nn.Module, eval_dir: Path, scale: int, task: str = "sr") -> float:
+    """Monitor score. sr: mean PSNR-Y (border = scale) over an SR test set, the official SwinIR convention.
+    denoise / jpeg: mean RGB PSNR over the clean images of `eval_dir` (or its HR/) at sigma 25 (seed 0) or
+    quality 20."""
     values = []
     model.eval()
     with torch.inference_mode():
-        for hr_path in sorted((eval_dir / "HR").iterdir()):
-            lr_path = eval_dir / "LR_bicubic" / f"X{scale}" / f"{hr_path.stem}x{scale}{hr_path.suffix}"
-            lr = read_image_uint8(lr_path, channels=3)
-            hr = _modcrop(read_image_uint8(hr_path, channels=3), scale)
-            x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
-            sr = model(x).clamp(0, 1)[0].permute(1, 2, 0).mul(255).round().byte().numpy()
-            values.append(psnr_y(sr, hr, border=scale))
+        if task == "sr":
+            for hr_path in sorted((eval_dir / "HR").iterdir()):
+                lr_path = eval_dir / "LR_bicubic" / f"X{scale}" / f"{hr_path.stem}x{scale}{hr_path.suffix}"
+                lr = read_image_uint8(lr_path, channels=3)
+                hr = _modcrop(read_image_uint8(hr_path, channels=3), scale)
+                values.append(psnr_y(_run_uint8(model, lr / 255.0), hr, border=scale))
+            return float(np.mean(values))
+        folder = eval_dir / "HR" if (eval_dir / "HR").is_dir() else eval_dir
+        rng = np.random.default_rng(0)
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            clean = read_image_uint8(path, channels=3)
+            if task == "denoise":
+                degraded = add_gaussian_noise(clean.astype(np.float32) / 255.0, MONITOR_SIGMA, rng)
+            else:
+                degraded = jpeg_roundtrip(clean, MONITOR_QUALITY) / 255.0
+            values.append(psnr(_run_uint8(model, degraded), clean))
     return float(np.mean(values))
+
+
+def monitor_name(task: str) -> str:
+    if task == "denoise":
+        return f"RGB PSNR at sigma {MONITOR_SIGMA}"
+    if task == "jpeg":
+        return f"RGB PSNR at JPEG quality {MONITOR_QUALITY}"
+    return "PSNR-Y"
 
 
 def _lr_at(step: int, s: TrainSettings) -> float:
@@ -120,6 +205,9 @@ def _load_state(path: Path) -> dict:
             f"{path} is not a readable training state ({e}); restore it from a copy or delete it to start over"
         ) from e
     state.setdefault("data", [])  # states saved before the data folders were recorded
+    # The x2 default's state predates tasks: bicubic x2 with a Set5 PSNR-Y monitor.
+    state.setdefault("degradation", "MATLAB bicubic x2")
+    state.setdefault("monitor", "Set5 PSNR-Y")
     return state
 
 
@@ -128,13 +216,30 @@ def _save_state(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+def initial_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Starting weights from a training state (its EMA) or a model file, for `TrainSettings.init`."""
+    if path.suffix == ".pt":
+        return _load_state(path)["ema"]
+    from .checkpoint import read_checkpoint
+
+    return read_checkpoint(path)[0]
+
+
 def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
     """Runs (or resumes) training; returns the state file. Stop any time: at most `save_every` steps are lost."""
     s.out.mkdir(parents=True, exist_ok=True)
     state_path = s.out / "state.pt"
-    config = config or SwinIRConfig(task="lightweight_sr", scale=s.scale, **LIGHTWEIGHT_S)
+    config = config or default_config(s)
     torch.manual_seed(s.seed)
     model = SwinIR(config)
+    if s.init is not None and not state_path.exists():
+        try:
+            model.load_state_dict(initial_weights(s.init))
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"--init {s.init}: its weights do not fit the {config.task} network being trained "
+                f"({str(e).splitlines()[-1].strip()[:160]}); start from a model of the same size"
+            ) from None
     ema = SwinIR(config)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
@@ -143,6 +248,11 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
     rng = np.random.default_rng(s.seed)
     if state_path.exists():
         state = _load_state(state_path)
+        saved = SwinIRConfig.from_metadata(state["config"]).task
+        if saved != config.task:
+            raise InputError(
+                f"{state_path} is a {saved} training, not {config.task}; pass the matching --task or another --out"
+            )
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -152,12 +262,12 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
         log.info("resumed at step %d (%.0f s trained)", step, elapsed)
     # The export's metadata names every folder the weights ever saw, across resumes.
     data_names += [d.name for d in s.data if d.name not in data_names]
-    pairs = load_pairs(s.data, s.scale, s.patch)
+    pairs = load_pairs(s.data, s.scale if s.task == "sr" else 1, s.patch)
     log.info("%d training images", len(pairs))
     model.train()
     t0, loss_sum, loss_n = time.time(), 0.0, 0
     while step < s.iterations:
-        lr_img, hr_img = sample_batch(pairs, s.batch, s.patch, s.scale, rng)
+        lr_img, hr_img = sample_batch(pairs, s, rng)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, s)
         loss = F.l1_loss(model(lr_img), hr_img)
@@ -177,7 +287,7 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
             t0 = now
             record = {"step": step, "loss": loss_sum / loss_n, "elapsed": round(elapsed, 1)}
             if s.eval_dir is not None and (step % s.eval_every == 0 or step == s.iterations):
-                record["eval_psnr"] = round(evaluate(ema, s.eval_dir, s.scale), 3)
+                record["eval_psnr"] = round(evaluate(ema, s.eval_dir, s.scale, s.task), 3)
                 model.train()
             history.append(record)
             log.info("%s", record)
@@ -185,7 +295,8 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
             _save_state(state_path, {
                 "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                 "step": step, "elapsed": elapsed, "history": history, "config": config.to_metadata(),
-                "data": data_names,
+                "data": data_names, "degradation": s.degradation(),
+                "monitor": None if s.eval_dir is None else f"{s.eval_dir.name} {monitor_name(s.task)}",
             })
     return state_path
 
@@ -199,7 +310,7 @@ def ema_weights(state_path: Path) -> tuple[dict[str, torch.Tensor], SwinIRConfig
     state = _load_state(state_path)
     info = {
         "step": state["step"], "elapsed_s": state["elapsed"], "history": state["history"],
-        "data": list(state["data"]),
+        "data": list(state["data"]), "degradation": state["degradation"], "monitor": state["monitor"],
     }
     return state["ema"], SwinIRConfig.from_metadata(state["config"]), info
 
@@ -215,10 +326,12 @@ def export(state_path: Path, target: Path) -> Path:
     last_eval = next((r["eval_psnr"] for r in reversed(info["history"]) if "eval_psnr" in r), None)
     extra = {
         "source_file": "trained by ComfyUI-SwinIR (python -m swinir train)",
-        "training_data": f"{data}, MATLAB bicubic x{config.scale}",
+        "training_data": f"{data}, {info['degradation']}",
         "training_steps": str(info["step"]),
         "training_seconds": str(int(info["elapsed_s"])),
     }
-    if last_eval is not None:
+    if last_eval is not None and config.is_sr:
         extra["monitor_set5_psnr_y"] = str(last_eval)
+    elif last_eval is not None:
+        extra["monitor"] = f"{info['monitor']}: {last_eval}"
     return save_safetensors(model, target, extra=extra)

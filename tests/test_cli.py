@@ -21,7 +21,7 @@ import torch
 from PIL import Image, features
 
 import swinir
-from swinir import cli_restore
+from swinir.cli import restore as cli_restore
 from swinir_reference import randomize_
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from swinir.catalogue import find_entry
-from swinir.cli_download import register, run
+from swinir.cli.download import register, run
 from swinir.download import default_models_dir, download, download_file
 from swinir.errors import DownloadError, SwinIRError
 
@@ -218,7 +218,7 @@ def test_default_models_dir(tmp_path: Path) -> None:
 
 def _cli_via_subprocess() -> bool:
     """The lead's ``python -m swinir`` entry point, once it exists; else ``run()`` directly."""
-    return (REPO / "swinir" / "cli.py").is_file() and (REPO / "swinir" / "__main__.py").is_file()
+    return (REPO / "swinir" / "cli" / "__init__.py").is_file() and (REPO / "swinir" / "__main__.py").is_file()
 
 
 def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -1,18 +1,18 @@
-"""Command line: `python -m swinir {restore,convert,download,train} ...`."""
+"""Command line: `python -m swinir {restore,convert,download,train} ...`, one module per subcommand."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import cli_convert, cli_download, cli_restore, cli_train
-from .errors import SwinIRError
+from . import convert, download, restore, train
+from ..errors import SwinIRError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m swinir", description="SwinIR image restoration.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (cli_restore, cli_convert, cli_download, cli_train):
+    for module in (restore, convert, download, train):
         module.register(sub)
     return parser
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_model
-from .describe import describe
-from .engine import PRECISIONS, resolve_device, restore
-from .errors import SwinIRError
-from .imageio import IMAGE_SUFFIXES, read_image, write_image
-from .model_ref import resolve_model
-from .progressbar import ProgressBar
+from ..checkpoint import load_model
+from ..describe import describe
+from ..engine import PRECISIONS, resolve_device, restore
+from ..errors import SwinIRError
+from ..imageio import IMAGE_SUFFIXES, read_image, write_image
+from ..model_ref import resolve_model
+from .progress import ProgressBar
 
 
 def _tile(value: str) -> int | str:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checkpoint import convert, load_model
-from .describe import describe
+from ..checkpoint import convert, load_model
+from ..describe import describe
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

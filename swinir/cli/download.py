@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from .catalogue import CatalogueEntry, find_entry, load_catalogue
-from .download import DEFAULT_TIMEOUT, default_models_dir, download_file
-from .errors import SwinIRError
+from ..catalogue import CatalogueEntry, find_entry, load_catalogue
+from ..download import DEFAULT_TIMEOUT, default_models_dir, download_file
+from ..errors import SwinIRError
 
 __all__ = ["register", "run"]
 

@@ -48,8 +48,10 @@ class SwinIRModelLoader(io.ComfyNode):
             category=CATEGORY,
             description=(
                 "Loads a SwinIR checkpoint (.safetensors or the official .pth) and detects its task, scale and "
-                "window from the weights. Lists the pack's own x2 model, models/swinir/ and models/upscale_models/. "
-                "Official models: python -m swinir download NAME, into models/swinir/."
+                "window from the weights. Lists the pack's own models ('(default) ...': x2 upscale, blind denoise, "
+                "blind JPEG cleanup), models/swinir/ and models/upscale_models/, then every official SwinIR model "
+                "not on disk yet under its official file name: those are downloaded into models/swinir/ when first "
+                "run (checked against the published sha256; Cancel stops the download)."
             ),
             inputs=[
                 io.Combo.Input(
@@ -57,8 +59,9 @@ class SwinIRModelLoader(io.ComfyNode):
                     options=choices,
                     default=choices[0],
                     tooltip=(
-                        "The checkpoint to load. '(default) ...' is the lightweight x2 super-resolution model that "
-                        "ships with this pack; other files come from models/swinir/ and models/upscale_models/."
+                        "The checkpoint to load. '(default) ...' are the small models that ship with this pack; "
+                        "other files come from models/swinir/ and models/upscale_models/. "
+                        + runtime.downloads_tooltip()
                     ),
                 ),
             ],
@@ -199,4 +202,6 @@ class SwinIRExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         runtime.register_model_folder()
+        runtime.install_cache_hooks()
+        runtime.add_routes()
         return list(NODES)

@@ -94,12 +94,19 @@ def restore_batch(
     The engine takes the images one at a time (memory does not grow with a long video batch) and calls
     ``progress(done, total)`` once per tile over the whole batch.
     """
+    if not isinstance(images, torch.Tensor):
+        raise swinir.InputError(f"Expected an IMAGE batch [B, H, W, C] (a tensor), got a {type(images).__name__}")
     if images.ndim == 3:
         images = images.unsqueeze(0)
     if images.ndim != 4:
-        raise ValueError(f"Expected an IMAGE batch [B, H, W, C], got shape {tuple(images.shape)}")
+        raise swinir.InputError(f"Expected an IMAGE batch [B, H, W, C], got shape {tuple(images.shape)}")
+    if images.shape[-1] not in (1, 2, 3, 4):
+        # Checked here in ComfyUI's channels-last terms; the engine would name the NCHW layout it works in.
+        raise swinir.InputError(
+            f"An IMAGE has 1 to 4 channels in its last dimension [B, H, W, C], got shape {tuple(images.shape)}"
+        )
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise swinir.InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     out = swinir.restore(
         model,
         images.movedim(-1, 1),
@@ -145,6 +152,10 @@ def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     x = images.movedim(-1, 1)
     y = F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
     return y.movedim(1, -1).clamp_(0.0, 1.0)
+
+
+def size_text(size_bytes: int | None) -> str:
+    return "size unknown" if size_bytes is None else f"{size_bytes / 1e6:.0f} MB"
 
 
 def unique_names(*lists: Iterable[str]) -> list[str]:

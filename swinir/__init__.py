@@ -3,6 +3,7 @@
 Plain PyTorch; never imports ComfyUI.
 """
 
+from .cache import cached_bytes, clear_caches
 from .checkpoint import convert, load_model, model_from_state_dict, read_checkpoint, save_safetensors
 from .config import SwinIRConfig
 from .describe import describe
@@ -13,7 +14,7 @@ from .network import SwinIR
 from .engine import restore
 
 __all__ = [
-    "Cancelled", "CheckpointError", "InputError", "SwinIR", "SwinIRConfig", "SwinIRError",
+    "Cancelled", "CheckpointError", "cached_bytes", "clear_caches", "InputError", "SwinIR", "SwinIRConfig", "SwinIRError",
     "TaskMismatchError", "convert", "default_model_path", "describe", "infer_config", "load_model",
     "model_from_state_dict", "read_checkpoint", "resolve_model", "restore",
     "save_safetensors",

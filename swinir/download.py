@@ -13,18 +13,24 @@ import hashlib
 import http.client
 import os
 import tempfile
+from contextlib import contextmanager
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .catalogue import CatalogueEntry
-from .errors import DownloadError
+from .errors import Cancelled, DownloadError
 from .fileutil import sha256_of
 
-__all__ = ["DownloadResult", "ProgressCallback", "default_models_dir", "download", "download_file"]
+__all__ = [
+    "MIRROR_ENV", "DownloadResult", "ProgressCallback", "catalogue_url", "default_models_dir", "download",
+    "download_file",
+]
+
+MIRROR_ENV = "SWINIR_MODEL_MIRROR"
 
 ProgressCallback = Callable[[int, "int | None"], None]
 """Called with (bytes received so far, total bytes or None when unknown)."""
@@ -52,6 +58,36 @@ def default_models_dir(package_file: Path | None = None) -> Path | None:
     if len(parents) > 3 and parents[2].name == "custom_nodes":
         return parents[3] / "models" / "swinir"
     return None
+
+
+def catalogue_url(entry: CatalogueEntry) -> str:
+    """Where a catalogue file is fetched from: `$SWINIR_MODEL_MIRROR/<official file name>` when that variable is
+    set (a mirror, or the tests' local server), else the catalogue's own URL."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    if not mirror:
+        return entry.url
+    return mirror.rstrip("/") + "/" + urllib.parse.quote(entry.file)
+
+
+@contextmanager
+def _exclusive(dest_dir: Path, file_name: str) -> Iterator[None]:
+    """One download of a file at a time across threads and processes (two prompts, a prompt and the command line):
+    the second waits, then finds the file in place. Best effort where fcntl is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock_path = dest_dir / f".{file_name}.lock"
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            # Unlinking while locked can let a third waiter lock a fresh file alongside a second one; both then
+            # see the finished file and skip, so the folder stays clean at no risk to the result.
+            lock_path.unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _normalise_digest(value: str | None, what: str) -> str | None:
@@ -105,12 +141,14 @@ def _stream_to_temp(
     expected_size: int | None,
     progress: ProgressCallback | None,
     timeout: float,
+    cancel: Callable[[], bool] | None = None,
 ) -> tuple[Path, str, int]:
     """Download into a temporary file in dest_dir; return (temp path, sha256, size).
 
     The caller owns the temporary file on success; on failure it is already gone.
     """
     fail = f"could not download {file_name} from {url}"
+    by_hand = f"; check the connection, or fetch the file yourself and put it in {dest_dir} as {file_name}"
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     fd, temp_name = tempfile.mkstemp(prefix=f".{file_name}.part-", dir=dest_dir)
     temp_path = Path(temp_name)
@@ -130,6 +168,8 @@ def _stream_to_temp(
                     if progress is not None:
                         progress(0, total)
                     while True:
+                        if cancel is not None and cancel():
+                            raise Cancelled(f"download of {file_name} cancelled; nothing was kept")
                         chunk = response.read(CHUNK_BYTES)
                         if not chunk:
                             break
@@ -139,19 +179,19 @@ def _stream_to_temp(
                         if progress is not None:
                             progress(received, total)
             except urllib.error.HTTPError as exc:
-                raise DownloadError(f"{fail}: HTTP {exc.code} {exc.reason}") from None
+                raise DownloadError(f"{fail}: HTTP {exc.code} {exc.reason}{by_hand}") from None
             except urllib.error.URLError as exc:
-                raise DownloadError(f"{fail}: {exc.reason}") from None
+                raise DownloadError(f"{fail}: {exc.reason}{by_hand}") from None
             except http.client.IncompleteRead as exc:
                 raise DownloadError(
                     f"{fail}: the connection was cut after {received + len(exc.partial)} bytes; "
-                    "nothing was kept, run the download again"
+                    f"nothing was kept, run the download again{by_hand}"
                 ) from None
             except (http.client.HTTPException, OSError) as exc:
                 # TimeoutError and ConnectionResetError are OSErrors.
                 raise DownloadError(
                     f"{fail}: {type(exc).__name__}: {str(exc) or 'connection failed'} after {received} bytes; "
-                    "nothing was kept, run the download again"
+                    f"nothing was kept, run the download again{by_hand}"
                 ) from None
             # http.client returns b"" rather than raising when the peer closes early,
             # so the announced length must be checked here.
@@ -179,19 +219,23 @@ def download_file(
     timeout: float = DEFAULT_TIMEOUT,
     url: str | None = None,
     force: bool = False,
+    cancel: Callable[[], bool] | None = None,
 ) -> DownloadResult:
     """Download a checkpoint into ``dest_dir`` and report its digest.
 
     ``entry_or_url`` is a catalogue entry (file name, size and digest come from it)
     or a bare http(s) URL (file name from the URL, digest from ``expected_sha256``).
-    ``url`` replaces the entry's URL, for mirrors; the entry's digest still applies.
+    ``url`` replaces the entry's URL (by default `catalogue_url`: the catalogue's, or
+    the mirror of ``$SWINIR_MODEL_MIRROR``); the entry's size and digest still apply.
     A file already at the destination is kept when its digest matches, or when no
-    digest is known and its size is plausible, unless ``force``.
+    digest is known and its size is plausible, unless ``force``. ``cancel()`` is
+    checked between chunks and stops with `Cancelled`, keeping nothing. Concurrent
+    calls for one file (threads or processes) download it once.
     """
     if isinstance(entry_or_url, CatalogueEntry):
         entry: CatalogueEntry | None = entry_or_url
         file_name = entry_or_url.file
-        source = url or entry_or_url.url
+        source = url or catalogue_url(entry_or_url)
     else:
         entry = None
         source = url or entry_or_url
@@ -215,6 +259,28 @@ def download_file(
     except OSError as exc:
         raise DownloadError(f"cannot create folder {dest_dir} for {file_name}: {exc.strerror or exc}") from None
 
+    try:
+        with _exclusive(dest_dir, file_name):
+            return _download_locked(
+                source, dest_dir, file_name, expected, expected_size, progress, timeout, force, cancel
+            )
+    except OSError as exc:
+        # The lock or mkstemp failing: read-only folder, disk full, ...
+        raise DownloadError(f"could not download {file_name} into {dest_dir}: {exc.strerror or exc}") from None
+
+
+def _download_locked(
+    source: str,
+    dest_dir: Path,
+    file_name: str,
+    expected: str | None,
+    expected_size: int | None,
+    progress: ProgressCallback | None,
+    timeout: float,
+    force: bool,
+    cancel: Callable[[], bool] | None,
+) -> DownloadResult:
+    target = dest_dir / file_name
     if target.is_file() and not force:
         existing = sha256_of(target)
         size = target.stat().st_size
@@ -224,11 +290,7 @@ def download_file(
             return DownloadResult(target, existing, size, verified=False, skipped=True)
         # A wrong or damaged file is replaced below; the atomic rename keeps it until then.
 
-    try:
-        temp_path, actual, size = _stream_to_temp(source, dest_dir, file_name, expected_size, progress, timeout)
-    except OSError as exc:
-        # mkstemp failing: read-only folder, disk full, ...
-        raise DownloadError(f"could not download {file_name} into {dest_dir}: {exc.strerror or exc}") from None
+    temp_path, actual, size = _stream_to_temp(source, dest_dir, file_name, expected_size, progress, timeout, cancel)
     try:
         if expected_size is not None and size != expected_size:
             raise DownloadError(

@@ -54,9 +54,16 @@ def available_ram() -> int:
     return 4 << 30
 
 
-def memory_budget(device: torch.device) -> int:
-    """Bytes the engine may use for one forward pass on `device`."""
+def device_share(device: torch.device) -> int:
+    """The engine's share of `device`'s free memory: for one forward pass and the caches together."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * CUDA_SHARE)
     return int(min(available_ram() * CPU_SHARE, CPU_CAP))
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes the engine may use for one forward pass on `device`: its share, less what the caches may hold."""
+    from .cache import limit_for  # cache sizes its limit from device_share; imported late to keep one direction
+
+    return max(0, device_share(device) - limit_for(device))

@@ -2,12 +2,13 @@
 
 Same arithmetic as the official code, organised for speed: tokens stay channels-last, the roll and the window
 partition are one cached gather (see `windows.py`), attention runs through `scaled_dot_product_attention` with the
-relative-position bias as an additive mask, and the bias and masks are recomputed per input size instead of being
-stored, so any input size works whatever patch size a checkpoint was trained on.
+relative-position bias (plus one of four shift patterns) as an additive mask, and the bias and masks are recomputed
+instead of being stored, so any input size works whatever patch size a checkpoint was trained on.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -15,18 +16,47 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import windows
+from .cache import cached
 from .config import RGB_MEAN, SwinIRConfig
 
 # One switch between the fused attention kernel and the plain matmul-softmax path (kept for verification).
 USE_SDPA = True
+# Alignment the fused kernels need, by device type: CUDA's memory-efficient and cuDNN SDPA kernels take a float
+# mask only with 8-aligned strides, and head dims that are multiples of 8 (fp16/bf16; 4 in fp32). SwinIR's head dims
+# are 30 (M, L) and 10 (S), so on CUDA the qkv/proj weights get zero rows and columns up to the next multiple (a
+# padded copy cached per device and dtype) and masks get 8-aligned rows; without that every call falls back to the
+# math path. The CPU flash kernel takes any head dim, so the CPU runs unpadded.
+ALIGN = {"cuda": 8}
+
+_module_ids = itertools.count()
 
 
-def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
     # Training on the CPU: SDPA's backward there is its math path plus mask checks, about 10 % slower than plain.
     if USE_SDPA and not (q.requires_grad and q.device.type == "cpu"):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + mask
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    attn = (q * scale) @ k.transpose(-2, -1) + mask
     return attn.softmax(dim=-1) @ v
+
+
+def aligned(x: torch.Tensor, align: int) -> torch.Tensor:
+    """`x` (contiguous) or, when its rows are not `align`-multiples, a view of a zero-padded buffer whose row stride
+    is, so a fused kernel can read it in place instead of padding a copy on every call."""
+    n = x.shape[-1]
+    if align <= 1 or n % align == 0:
+        return x.contiguous()
+    buffer = x.new_zeros(*x.shape[:-1], _round_up(n, align))
+    buffer[..., :n] = x
+    return buffer[..., :n]
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    kind = x.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
 
 
 class WindowAttention(nn.Module):
@@ -38,22 +68,61 @@ class WindowAttention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self._bias_cache: tuple[tuple, torch.Tensor] | None = None
+        self._cache_id = next(_module_ids)
 
-    def relative_bias(self, dtype: torch.dtype) -> torch.Tensor:
-        """(heads, N, N) bias; cached while no gradient is recorded (the table is then constant)."""
+    def _weights_key(self, *params: torch.Tensor) -> tuple | None:
+        """Identity of the current weights for a cache key; None while they may change under autograd or cannot be
+        tracked (inference tensors keep no version counter, so edits could not be noticed)."""
+        if torch.is_grad_enabled() or any(p.is_inference() for p in params):
+            return None
+        return (self._cache_id,) + tuple((p.data_ptr(), p._version) for p in params)
+
+    def relative_bias(self) -> torch.Tensor:
+        """(heads, N, N) relative-position bias."""
         table = self.relative_position_bias_table
-        # Inference tensors keep no version counter, so edits could not be noticed: those are not cached.
-        cacheable = not torch.is_grad_enabled() and not table.is_inference()
-        key = (table.device, dtype, table._version, table.data_ptr()) if cacheable else None
-        if cacheable and self._bias_cache is not None and self._bias_cache[0] == key:
-            return self._bias_cache[1]
         n = self.window_size**2
-        index = windows.relative_position_index(self.window_size).to(table.device)
-        bias = table[index].view(n, n, -1).permute(2, 0, 1).contiguous().to(dtype)
-        if cacheable:
-            self._bias_cache = (key, bias)
-        return bias
+        index = windows.relative_position_index(self.window_size, table.device).long()
+        return table[index].view(n, n, -1).permute(2, 0, 1)
+
+    def attention_masks(self, shifted: bool, dtype: torch.dtype, align: int) -> torch.Tensor:
+        """(groups, heads, N, N) additive masks, bias plus each window group's shift pattern (see windows.GROUPS),
+        with `align`-multiple strides; cached while the weights are constant."""
+        table = self.relative_position_bias_table
+
+        def build() -> torch.Tensor:
+            bias = self.relative_bias().unsqueeze(0)
+            if shifted:
+                w = self.window_size
+                patterns = cached(("shift_patterns", w), table.device,
+                                  lambda: windows.shift_patterns(w, w // 2).to(table.device))
+                bias = bias + patterns.unsqueeze(1)
+            return aligned(bias.to(dtype), align)
+
+        key = self._weights_key(table)
+        if key is None:
+            return build()
+        return cached(("masks", key, shifted, dtype, align), table.device, build)
+
+    def padded_weights(self, head_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """qkv weight and bias and proj weight with each head's dim zero-padded to `head_dim`: the extra q and k
+        columns add nothing to the scores and the extra v columns meet zero proj columns."""
+        qw, qb, pw = self.qkv.weight, self.qkv.bias, self.proj.weight
+        c, heads = pw.shape[0], self.num_heads
+        hd = c // heads
+
+        def build() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            wq = qw.new_zeros(3, heads, head_dim, c)
+            wq[:, :, :hd] = qw.view(3, heads, hd, c)
+            bq = qb.new_zeros(3, heads, head_dim)
+            bq[:, :, :hd] = qb.view(3, heads, hd)
+            wp = pw.new_zeros(c, heads, head_dim)
+            wp[:, :, :hd] = pw.view(c, heads, hd)
+            return (wq.view(-1, c).to(dtype), bq.view(-1).to(dtype), wp.view(c, -1).to(dtype))
+
+        key = self._weights_key(qw, qb, pw)
+        if key is None:
+            return build()
+        return cached(("padded", key, head_dim, dtype), qw.device, build)
 
     def forward(self, x: torch.Tensor, layout: windows.WindowLayout) -> torch.Tensor:
         """x: (B, L, C) tokens in `layout` order; returns the same shape and order."""
@@ -61,30 +130,27 @@ class WindowAttention(nn.Module):
         n = self.window_size**2
         nw = length // n
         heads, hd = self.num_heads, c // self.num_heads
-        qkv = self.qkv(x).view(b, nw, n, 3, heads, hd).permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, heads, N, hd)
+        align = ALIGN.get(x.device.type, 1)
+        hdp = _round_up(hd, align)
+        if hdp != hd:
+            qkv_w, qkv_b, proj_w = self.padded_weights(hdp, _compute_dtype(x))
+            qkv = F.linear(x, qkv_w, qkv_b)
+        else:
+            qkv = self.qkv(x)
+        qkv = qkv.view(b, nw, n, 3, heads, hdp).permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, heads, N, hdp)
+        masks = self.attention_masks(layout.shift > 0, qkv.dtype, align)
         parts = []
-        for start, stop, mask in self._groups(layout, nw, self.relative_bias(x.dtype)):
+        for g, start, stop in layout.groups:
             count = b * (stop - start)
-            q, k, v = qkv[:, :, start:stop].reshape(3, count, heads, n, hd).unbind(0)
-            # A mask of the full 4-D shape (broadcast by strides, not copied) lets the CPU dispatcher pick its fused
-            # flash kernel; a (heads, N, N) mask falls back to the slow math path.
-            if mask.dim() == 3:
-                mask = mask.expand(count, heads, n, n)
-            elif b > 1:
-                mask = mask.repeat(b, 1, 1, 1)
-            out = window_attention(q, k, v, mask)
-            parts.append(out.view(b, stop - start, heads, n, hd).transpose(2, 3))
-        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        return self.proj(out.reshape(b, length, c))
-
-    @staticmethod
-    def _groups(layout: windows.WindowLayout, nw: int, bias: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
-        """(first window, end window, additive mask) for each run of windows sharing one mask pattern."""
-        if layout.edge_mask is None:
-            return [(0, nw, bias)]
-        edge = bias.unsqueeze(0) + layout.edge_mask.unsqueeze(1)  # (n_edge, heads, N, N)
-        groups = [(0, layout.n_plain, bias)] if layout.n_plain else []
-        return groups + [(layout.n_plain, nw, edge)]
+            q, k, v = qkv[:, :, start:stop].reshape(3, count, heads, n, hdp).unbind(0)
+            # A mask of the full 4-D shape (broadcast by strides, not copied) lets the dispatchers pick their fused
+            # kernels; a (heads, N, N) mask falls back to the math path on the CPU.
+            out = window_attention(q, k, v, masks[g].expand(count, heads, n, n), hd**-0.5)
+            parts.append(out.view(b, stop - start, heads, n, hdp).transpose(2, 3))
+        out = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).reshape(b, length, heads * hdp)
+        if hdp != hd:
+            return F.linear(out, proj_w, self.proj.bias)
+        return self.proj(out)
 
 
 class Mlp(nn.Module):
@@ -156,7 +222,7 @@ class RSTB(nn.Module):
         h = x
         previous = None
         for block in self.residual_group.blocks:
-            layout = windows.get_layout(height, width, block.window_size, block.shift_size, x.device, x.dtype)
+            layout = windows.get_layout(height, width, block.window_size, block.shift_size, x.device)
             h = h.index_select(1, windows.transition(previous, layout))
             h = block(h, layout)
             previous = layout

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
+
+from .cache import cached
 
 
 def align_up(value: int, multiple: int) -> int:
@@ -107,12 +108,15 @@ def _raw_axis_weight(origins: tuple[int, ...], index: int, size: int, scale: int
     return w
 
 
-@lru_cache(maxsize=32)
 def axis_weights(origins: tuple[int, ...], size: int, scale: int) -> tuple[torch.Tensor, ...]:
     """1-D weights (output resolution) of every tile along one axis, normalised to sum to one everywhere.
 
     Two neighbours' ramps already sum to one; normalising also covers tiles closer than half a tile apart,
     where three tiles overlap and the ramps would multiply."""
+    return cached(("axis_weights", origins, size, scale), "cpu", lambda: _axis_weights(origins, size, scale))
+
+
+def _axis_weights(origins: tuple[int, ...], size: int, scale: int) -> tuple[torch.Tensor, ...]:
     length = (origins[-1] + size) * scale
     raw = [_raw_axis_weight(origins, i, size, scale) for i in range(len(origins))]
     total = torch.zeros(length, dtype=torch.float64)

@@ -1,21 +1,29 @@
-"""Window layouts for (shifted) window attention, recomputed per input size and cached.
+"""Window layouts for (shifted) window attention, recomputed per input size and cached (see `cache.py`).
 
 The official network rolls the feature map, partitions it into windows, and undoes both after attention: four
 copies per block. Here a *layout* is a single permutation of the flattened tokens that does the roll and the
 partition at once; the residual stream stays in the current block's layout and moves to the next block's layout
-with one gather. Windows that the shift mask leaves untouched come first, so attention for them needs only the
-relative-position bias and only the last row and column of windows need the shift mask.
+with one gather.
+
+The official shift mask gives every window of the rolled map one of four patterns, whatever the map's size: no
+mask (inner windows), the bottom row's, the right column's and the corner's; each is a function of the position
+inside the window only. A layout orders the windows by pattern, so attention runs as at most four groups, each with
+one (heads, N, N) mask broadcast over its windows: no per-size mask tensor, no per-call mask copy, any number of
+tiles per forward.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 
+from .cache import cached
+
 # The value the official code writes into the shift mask; kept so outputs match it exactly.
 MASK_VALUE = -100.0
+# Window groups in layout order: inner windows, bottom row, right column, bottom-right corner.
+GROUPS = ("inner", "bottom", "right", "corner")
 
 
 @dataclass(frozen=True)
@@ -27,39 +35,49 @@ class WindowLayout:
     window: int
     shift: int
     order: torch.Tensor  # (L,) layout position -> flat spatial index
-    n_plain: int  # windows that need no shift mask; they come first
-    edge_mask: torch.Tensor | None  # (n_edge, N, N) additive mask of the remaining windows
+    group_ends: tuple[int, ...]  # end window of each of GROUPS (one group, all windows, when unshifted)
 
     @property
     def n_windows(self) -> int:
         return (self.height // self.window) * (self.width // self.window)
 
+    @property
+    def groups(self) -> list[tuple[int, int, int]]:
+        """(pattern index, first window, end window) of each non-empty group."""
+        out, start = [], 0
+        for g, end in enumerate(self.group_ends):
+            if end > start:
+                out.append((g, start, end))
+            start = end
+        return out
 
-# Every cached tensor is built outside inference mode: the caches are shared with later training passes, which
-# cannot save inference tensors for backward.
-@lru_cache(maxsize=16)
-@torch.inference_mode(False)
-def relative_position_index(window: int) -> torch.Tensor:
+
+def relative_position_index(window: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(N*N,) index into the (2w-1)^2 bias table, as the official code builds it."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
-    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
-    rel[:, :, 0] += window - 1
-    rel[:, :, 1] += window - 1
-    rel[:, :, 0] *= 2 * window - 1
-    return rel.sum(-1).flatten()
+
+    def build() -> torch.Tensor:
+        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+        rel[:, :, 0] += window - 1
+        rel[:, :, 1] += window - 1
+        rel[:, :, 0] *= 2 * window - 1
+        return rel.sum(-1).flatten().to(device)
+
+    return cached(("relative_position_index", window), device, build)
+
+
+def _region(coord: torch.Tensor, size: int, window: int, shift: int) -> torch.Tensor:
+    """Official calculate_mask slices of one axis: [0, -w) -> 0, [-w, -s) -> 1, [-s, end) -> 2."""
+    return (coord >= size - window).long() + (coord >= size - shift).long()
 
 
 def _region_ids(height: int, width: int, window: int, shift: int) -> torch.Tensor:
-    """(nW, N) region id of every token of the rolled map, windows row-major, as the official calculate_mask slices
-    it: [0, -w), [-w, -s), [-s, end) on each axis."""
+    """(nW, N) region id of every token of the rolled map, windows row-major."""
     nh, nw = height // window, width // window
-
-    def region(coord: torch.Tensor, size: int) -> torch.Tensor:
-        return (coord >= size - window).long() + (coord >= size - shift).long()
-
     ys = torch.arange(height).view(nh, 1, window, 1)
     xs = torch.arange(width).view(1, nw, 1, window)
-    return (region(ys, height) * 3 + region(xs, width)).reshape(nh * nw, window * window)
+    ids = _region(ys, height, window, shift) * 3 + _region(xs, width, window, shift)
+    return ids.reshape(nh * nw, window * window)
 
 
 def _mask_from_ids(ids: torch.Tensor) -> torch.Tensor:
@@ -71,9 +89,13 @@ def official_shift_mask(height: int, width: int, window: int, shift: int) -> tor
     return _mask_from_ids(_region_ids(height, width, window, shift))
 
 
-@lru_cache(maxsize=64)
-@torch.inference_mode(False)
-def _layout_cpu(height: int, width: int, window: int, shift: int) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+def shift_patterns(window: int, shift: int) -> torch.Tensor:
+    """(4, N, N) additive masks of GROUPS, the same for every map size: the official mask of a 2x2-window map,
+    whose four windows (row-major: inner, right, bottom, corner) are one of each group."""
+    return official_shift_mask(2 * window, 2 * window, window, shift)[[0, 2, 1, 3]]
+
+
+def _build_layout(height: int, width: int, window: int, shift: int, device: torch.device) -> WindowLayout:
     nh, nw = height // window, width // window
     a, b, p, q = torch.meshgrid(
         torch.arange(nh), torch.arange(nw), torch.arange(window), torch.arange(window), indexing="ij"
@@ -82,51 +104,38 @@ def _layout_cpu(height: int, width: int, window: int, shift: int) -> tuple[torch
     ys, xs = a * window + p, b * window + q
     src = (((ys + shift) % height) * width + (xs + shift) % width).reshape(nh * nw, window * window)
     if shift == 0:
-        return src.flatten(), nh * nw, None
-    is_edge = (torch.arange(nh)[:, None] == nh - 1) | (torch.arange(nw)[None, :] == nw - 1)  # (nh, nw)
-    window_rank = torch.argsort(is_edge.flatten().to(torch.int8), stable=True)
-    n_plain = int((~is_edge).sum())
-    edge_ids = _region_ids(height, width, window, shift)[window_rank][n_plain:]
-    return src[window_rank].flatten(), n_plain, _mask_from_ids(edge_ids)
+        order, ends = src.flatten(), (nh * nw,)
+    else:
+        bottom = (torch.arange(nh)[:, None] == nh - 1).expand(nh, nw)
+        right = (torch.arange(nw)[None, :] == nw - 1).expand(nh, nw)
+        group = (bottom.long() + 2 * right.long()).flatten()
+        rank = torch.argsort(group, stable=True)
+        counts = torch.bincount(group, minlength=len(GROUPS))
+        order, ends = src[rank].flatten(), tuple(int(v) for v in counts.cumsum(0))
+    # int32 halves what a large layout holds; index_select takes it, forward and backward.
+    index_dtype = torch.int32 if order.numel() < 2**31 else torch.int64
+    return WindowLayout(height, width, window, shift, order.to(device=device, dtype=index_dtype), ends)
 
 
-_device_layouts: dict[tuple, WindowLayout] = {}
-_transitions: dict[tuple, torch.Tensor] = {}
+def get_layout(height: int, width: int, window: int, shift: int, device: torch.device) -> WindowLayout:
+    return cached(
+        ("layout", height, width, window, shift), device,
+        lambda: _build_layout(height, width, window, shift, torch.device(device)),
+    )
 
 
-@torch.inference_mode(False)
-def get_layout(height: int, width: int, window: int, shift: int, device: torch.device, dtype: torch.dtype) -> WindowLayout:
-    key = (height, width, window, shift, str(device), dtype)
-    layout = _device_layouts.get(key)
-    if layout is None:
-        order, n_plain, mask = _layout_cpu(height, width, window, shift)
-        layout = WindowLayout(
-            height, width, window, shift, order.to(device), n_plain,
-            None if mask is None else mask.to(device=device, dtype=dtype),
-        )
-        if len(_device_layouts) > 64:
-            _device_layouts.clear()
-        _device_layouts[key] = layout
-    return layout
+def _layout_key(layout: WindowLayout | None) -> tuple | None:
+    return None if layout is None else (layout.height, layout.width, layout.window, layout.shift)
 
 
-@torch.inference_mode(False)
 def transition(src: WindowLayout | None, dst: WindowLayout | None) -> torch.Tensor:
     """Index that moves tokens from layout `src` to layout `dst` (None = plain spatial order) in one gather."""
-    key = (
-        None if src is None else (src.height, src.width, src.window, src.shift),
-        None if dst is None else (dst.height, dst.width, dst.window, dst.shift),
-        str((src or dst).order.device),
-    )
-    index = _transitions.get(key)
-    if index is None:
-        if src is None:
-            index = dst.order
-        else:
-            inverse = torch.empty_like(src.order)
-            inverse[src.order] = torch.arange(src.order.numel(), device=src.order.device)
-            index = inverse if dst is None else inverse[dst.order]
-        if len(_transitions) > 128:
-            _transitions.clear()
-        _transitions[key] = index
-    return index
+    if src is None:
+        return dst.order
+
+    def build() -> torch.Tensor:
+        inverse = torch.empty_like(src.order)
+        inverse[src.order.long()] = torch.arange(src.order.numel(), device=src.order.device, dtype=src.order.dtype)
+        return inverse if dst is None else inverse[dst.order.long()]
+
+    return cached(("transition", _layout_key(src), _layout_key(dst)), src.order.device, build)

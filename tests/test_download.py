@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import http.server
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -17,8 +18,8 @@ import pytest
 
 from swinir.catalogue import find_entry
 from swinir.cli.download import register, run
-from swinir.download import default_models_dir, download, download_file
-from swinir.errors import DownloadError, SwinIRError
+from swinir.download import MIRROR_ENV, catalogue_url, default_models_dir, download, download_file
+from swinir.errors import Cancelled, DownloadError, SwinIRError
 
 REPO = Path(__file__).resolve().parents[1]
 PAYLOAD_BYTES = 300_000  # spans many TCP segments, so "cut halfway" is a real mid-stream cut
@@ -26,12 +27,14 @@ PAYLOAD_BYTES = 300_000  # spans many TCP segments, so "cut halfway" is a real m
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
+    hits: dict[str, int] = {}
 
     def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
         pass
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         kind, _, name = self.path.lstrip("/").partition("/")
+        self.hits[name] = self.hits.get(name, 0) + 1
         data = self.files.get(name)
         if kind == "missing" or data is None:
             self.send_error(404, "Not Found")
@@ -52,7 +55,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, dict[str, bytes]]]:
     files: dict[str, bytes] = {}
-    handler = type("Handler", (_Handler,), {"files": files})
+    handler = type("Handler", (_Handler,), {"files": files, "hits": {}})
+    _Handler.last_hits = handler.hits
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -204,6 +208,72 @@ def test_unsafe_inputs_refused(tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match="not a sha256"):
         download("http://127.0.0.1:9/x.pth", tmp_path, expected_sha256="abc")
     assert isinstance(DownloadError("x"), SwinIRError)
+
+
+def test_mirror_environment_variable(server, payload, tmp_path: Path, monkeypatch) -> None:
+    """$SWINIR_MODEL_MIRROR replaces the catalogue's base URL; the file keeps its official name and checks."""
+    base, files = server
+    name, data, digest = payload
+    entry = dataclasses.replace(find_entry("lightweight-S-x2"), size_bytes=len(data), sha256=digest)
+    files[entry.file] = data
+    assert catalogue_url(entry) == entry.url  # no mirror: the official release
+    monkeypatch.setenv(MIRROR_ENV, f"{base}/files/")
+    assert catalogue_url(entry) == f"{base}/files/{entry.file}"
+    result = download_file(entry, tmp_path, timeout=10)
+    assert result.verified and result.path.read_bytes() == data
+
+
+def test_cancel_keeps_nothing(server, payload, tmp_path: Path) -> None:
+    base, _ = server
+    name, _, _ = payload
+    calls = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        return len(calls) > 1  # let the transfer start, then stop it
+
+    with pytest.raises(Cancelled, match="nothing was kept"):
+        download_file(f"{base}/files/{name}", tmp_path, cancel=cancel, timeout=10)
+    assert _leftovers(tmp_path) == []
+
+
+def test_concurrent_downloads_fetch_once(server, payload, tmp_path: Path) -> None:
+    """Threads asking for one file at once: one transfer, the others wait and find it in place."""
+    base, _ = server
+    name, data, digest = payload
+    hits = _Handler.last_hits
+    hits.pop(name, None)
+    barrier = threading.Barrier(4)
+    results, errors = [], []
+
+    def fetch() -> None:
+        barrier.wait()
+        try:
+            results.append(download_file(f"{base}/files/{name}", tmp_path, expected_sha256=digest, timeout=10))
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert hits[name] == 1
+    assert sorted(r.skipped for r in results) == [False, True, True, True]
+    assert _leftovers(tmp_path) == [name]
+
+
+def test_unreachable_names_url_and_folder(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/x.pth"
+    with pytest.raises(DownloadError) as caught:
+        download(url, tmp_path, timeout=5)
+    message = str(caught.value)
+    assert url in message and str(tmp_path) in message and "put it in" in message
+    assert _leftovers(tmp_path) == []
 
 
 def test_default_models_dir(tmp_path: Path) -> None:

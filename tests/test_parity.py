@@ -118,12 +118,27 @@ def test_official_configuration_parity(o: Official, tmp_path, monkeypatch):
     assert model.config.source == o.file
 
     gen = torch.Generator().manual_seed(1)
+    padded_calls = []
+    original = swinir.network.WindowAttention.padded_weights
+
+    def spy(self, *args, **kwargs):
+        padded_calls.append(args)
+        return original(self, *args, **kwargs)
+
     for h, w in ODD_SIZES:
         x = torch.rand(1, o.in_chans, h, w, generator=gen)
         expected = reference_output(ref, x)
         got = our_output(model, x)
         assert got.shape == (1, o.in_chans, h * o.scale, w * o.scale)
         assert max_diff(got, expected) <= TOL, f"{h}x{w}"
+        # The CUDA path (head dims padded to a multiple of 8, 8-aligned mask rows), run on the CPU.
+        monkeypatch.setitem(swinir.network.ALIGN, "cpu", 8)
+        monkeypatch.setattr(swinir.network.WindowAttention, "padded_weights", spy)
+        padded = our_output(model, x)
+        monkeypatch.undo()
+        assert max_diff(padded, expected) <= TOL, f"{h}x{w} padded"
+    head_dim = o.arch["embed_dim"] // o.arch["num_heads"][0]
+    assert padded_calls and {a[0] for a in padded_calls} == {-(-head_dim // 8) * 8}
 
     # The comparison is meaningful only if the body matters: one shifted block's attention changes the output.
     with torch.no_grad():
@@ -286,8 +301,10 @@ def test_batch_equals_images_one_by_one(multi_window):
     assert max_diff(batch[0], batch[1]) > 100 * TOL  # different images give different outputs
 
 
-def test_weights_changed_after_a_forward_are_used(multi_window):
-    """The relative-bias cache must not outlive a reload or an in-place update of the weights."""
+@pytest.mark.parametrize("align", [1, 8], ids=["cpu-path", "padded-path"])
+def test_weights_changed_after_a_forward_are_used(multi_window, align, monkeypatch):
+    """The mask and padded-weight caches must not outlive a reload or an in-place update of the weights."""
+    monkeypatch.setitem(swinir.network.ALIGN, "cpu", align)
     ref, loaded = multi_window
     model = swinir.SwinIR(loaded.config).eval()
     model.load_state_dict(loaded.state_dict())
@@ -308,9 +325,17 @@ def test_weights_changed_after_a_forward_are_used(multi_window):
     assert max_diff(after, reference_output(other, x)) <= TOL
     assert max_diff(after, before) > 100 * TOL
 
+    qkv = model.layers[1].residual_group.blocks[0].attn.qkv
+    with torch.no_grad():
+        qkv.weight.mul_(1.5)
+        other.layers[1].residual_group.blocks[0].attn.qkv.weight.copy_(qkv.weight)
+    assert max_diff(our_output(model, x), reference_output(other, x)) <= TOL
 
-def test_gradient_forward_after_inference_mode_forward(multi_window):
+
+@pytest.mark.parametrize("align", [1, 8], ids=["cpu-path", "padded-path"])
+def test_gradient_forward_after_inference_mode_forward(multi_window, align, monkeypatch):
     """Training after an inference-mode pass (e.g. a validation step) on the same size must still backpropagate."""
+    monkeypatch.setitem(swinir.network.ALIGN, "cpu", align)
     _, loaded = multi_window
     model = swinir.SwinIR(loaded.config)
     model.load_state_dict(loaded.state_dict())
@@ -320,5 +345,7 @@ def test_gradient_forward_after_inference_mode_forward(multi_window):
         expected = model(x)
     out = model(x)
     out.mean().backward()
-    assert model.layers[0].residual_group.blocks[1].attn.relative_position_bias_table.grad is not None
+    attn = model.layers[0].residual_group.blocks[1].attn
+    assert attn.relative_position_bias_table.grad is not None
+    assert attn.qkv.weight.grad is not None and attn.qkv.weight.grad.abs().sum() > 0
     assert max_diff(out.detach(), expected) <= TOL

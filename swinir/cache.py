@@ -82,7 +82,8 @@ def _evict(key: str, limit: int) -> None:
 
 def cached(key: tuple, device: torch.device | str, build: Callable[[], T]) -> T:
     """The value stored under `key` for `device`, built (outside inference mode, so later training passes can use
-    it) and stored when missing. A value larger than the device's limit is returned without being stored."""
+    it, and without autograd: a cached mask that required grad would bar the fused attention kernels) and stored
+    when missing. A value larger than the device's limit is returned without being stored."""
     dkey = _device_key(device)
     with _lock:
         entries = _entries.setdefault(dkey, OrderedDict())
@@ -92,7 +93,8 @@ def cached(key: tuple, device: torch.device | str, build: Callable[[], T]) -> T:
             _stats["hits"] += 1
             return hit[0]
         _stats["misses"] += 1
-    with torch.inference_mode(False):
+    # inference_mode(False) turns grad mode back on; no_grad after it turns it off again.
+    with torch.inference_mode(False), torch.no_grad():
         value = build()
     size = nbytes(value)
     limit = limit_for(dkey)

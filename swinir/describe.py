@@ -42,6 +42,6 @@ def describe(config: SwinIRConfig) -> str:
         parts.append(f"quality {config.jpeg_quality}")
     if config.level_range is not None:
         low, high = config.level_range
-        parts.append(f"blind, {'sigma' if config.is_denoise else 'quality'} {low}-{high}")
+        parts[-1] += f", blind for {'sigma' if config.is_denoise else 'quality'} {low}-{high}"
     detail = f"{variant(config)}, window {config.window_size}, {'RGB' if config.in_chans == 3 else 'gray'}"
     return f"{' '.join(parts)} ({detail})"

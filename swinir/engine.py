@@ -13,6 +13,7 @@ import torch
 from . import memory
 from .channels import GRAY_MODES, channel_plan
 from .errors import Cancelled, InputError, SwinIRError
+from .autotile import MIN_TILE_WINDOWS, auto_tile
 from .network import SwinIR, pad_to_window
 from .tiling import TilePlan, align_down, plan_tiles, tile_weight
 
@@ -20,7 +21,6 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_OVERLAP_WINDOWS = 4
-MIN_TILE_WINDOWS = 4
 
 Progress = Callable[[int, int], None]
 
@@ -41,9 +41,13 @@ def default_overlap(window: int) -> int:
     return DEFAULT_OVERLAP_WINDOWS * window
 
 
-def check_images(images: torch.Tensor) -> None:
+def check_images(images: torch.Tensor, scale: int = 1) -> None:
+    """Refuse what the engine cannot restore before any work or large allocation; `scale` sizes the result."""
     if not isinstance(images, torch.Tensor):
         raise InputError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.layout != torch.strided or images.is_meta:
+        what = "meta" if images.is_meta else str(images.layout).removeprefix("torch.")
+        raise InputError(f"images must be a dense tensor holding data, got a {what} tensor; convert it first (.to_dense())")
     if images.dim() != 4:
         raise InputError(f"images must be NCHW (4 dimensions), got shape {tuple(images.shape)}")
     n, c, h, w = images.shape
@@ -56,10 +60,25 @@ def check_images(images: torch.Tensor) -> None:
             f"images have {c} channels; expected 1 (gray), 3 (RGB) or with alpha 2/4 in NCHW layout "
             f"(got shape {tuple(images.shape)}; a channels-last NHWC tensor must be permuted first)"
         )
-    if not images.is_floating_point():
-        raise InputError(f"images must be float in [0, 1], got {images.dtype}")
-    if not torch.isfinite(images).all():
-        bad = int((~torch.isfinite(images)).sum())
+    if images.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise InputError(f"images must be float in [0, 1] (float16, bfloat16, float32 or float64), got {images.dtype}")
+    # What cannot fit however it is tiled: the float32 result plus one image's accumulator and weights, on the CPU.
+    # (A stride-0 view can claim a terabyte image without holding it.)
+    needed = 4 * h * w * scale * scale * (n * c + c + 1)
+    available = memory.available_ram()
+    if needed > available:
+        raise InputError(
+            f"restoring {n} image(s) of {w}x{h} at x{scale} needs at least {needed / 2**30:.1f} GiB of memory for "
+            f"the result, and {available / 2**30:.1f} GiB is available; downscale or split the image, or restore "
+            "fewer images at once"
+        )
+    # In slices of at most 4M values: a whole-batch temporary (or the copy a reduction makes of a stride-0 view)
+    # could need more memory than the images themselves.
+    rows = max(1, (1 << 22) // (c * w))
+    bad = sum(
+        int((~torch.isfinite(images[i, :, top : top + rows])).sum()) for i in range(n) for top in range(0, h, rows)
+    )
+    if bad:
         raise InputError(f"images contain {bad} NaN or infinite values; fix the node or file that produced them")
 
 
@@ -86,17 +105,41 @@ def _autocast(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def compiled(model: SwinIR) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`torch.compile` of the model, made once per model (static shapes: the tiles of a plan share one size)."""
+    fn = model.__dict__.get("_swinir_compiled")
+    if fn is None:
+        fn = torch.compile(model, dynamic=False)
+        # Through __dict__: as a module attribute it would become a submodule and enter the state dict.
+        model.__dict__["_swinir_compiled"] = fn
+    return fn
+
+
 class _Runner:
     """Runs the model on tiles of one plan, with the precision fallback."""
 
-    def __init__(self, model: SwinIR, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, model: SwinIR, device: torch.device, dtype: torch.dtype, compile: bool = False) -> None:
         self.model, self.device, self.dtype = model, device, dtype
+        self.forward = compiled(model) if compile else model
         self.warned = False
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.forward is self.model:
+            return self.model(x)
+        try:
+            return self.forward(x)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as e:  # inductor/dynamo failures: no compiler, an unsupported op, ...
+            raise SwinIRError(
+                f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); run without compile "
+                "(--compile off)"
+            ) from None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device)
         with torch.inference_mode(), _autocast(self.device, self.dtype):
-            out = self.model(x)
+            out = self._forward(x)
         if self.dtype != torch.float32 and not torch.isfinite(out).all():
             # SwinIR overflows fp16 on real weights (black or NaN output): redo this tile in fp32.
             if not self.warned:
@@ -107,16 +150,15 @@ class _Runner:
         return out.float().cpu()
 
 
-def _resolve_tile(tile: int | str | None, cfg, height: int, width: int, budget: int, dtype: torch.dtype) -> int:
+def _resolve_tile(
+    tile: int | str | None, cfg, height: int, width: int, budget: int, dtype: torch.dtype, device: torch.device
+) -> int:
     w = cfg.window_size
     if tile not in (None, "auto", 0):
         if not isinstance(tile, int) or tile < 0:
             raise InputError(f"tile must be None, 'auto' or a positive size in pixels, got {tile!r}")
         return max(align_down(tile, w), MIN_TILE_WINDOWS * w)
-    if memory.estimate_bytes(cfg, height * width, dtype) <= budget:
-        return max(height, width)
-    side = int(memory.largest_tile_pixels(cfg, budget, dtype) ** 0.5)
-    return max(align_down(side, w), MIN_TILE_WINDOWS * w)
+    return auto_tile(cfg, height, width, budget, dtype, device)
 
 
 @dataclass
@@ -213,16 +255,19 @@ def restore(
     oom_exceptions: tuple[type[BaseException], ...] = (torch.OutOfMemoryError,),
     memory_budget: int | None = None,
     tile_batch: int | None = None,
+    compile: bool = False,
 ) -> torch.Tensor:
     """Restore NCHW float images in [0, 1]; returns NCHW float32 in [0, 1] on the CPU, `scale` times larger.
 
-    tile: None or "auto" runs the whole image when it fits the memory budget, else the largest window-aligned
-    tile that fits; an int forces that tile size (input pixels). overlap: input pixels shared by neighbouring
+    tile: None or "auto" runs the whole image when it fits the memory budget (and, on the CPU, the processor's
+    cache; see `autotile.py`), else the largest window-aligned tile that fits; an int forces that tile size
+    (input pixels). overlap: input pixels shared by neighbouring
     tiles (default 4 windows). progress(done, total) is called once per tile and may raise to abort; cancel() is
     checked before each tile and stops with `Cancelled`. Images are processed one at a time, so memory does not
-    grow with the batch.
+    grow with the batch. compile: run the model through `torch.compile` (the first tile of each new size pays
+    the compilation; see bench/RESULTS.md for when it pays off).
     """
-    check_images(images)
+    check_images(images, model.config.scale)
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if gray_mode not in GRAY_MODES:
@@ -237,7 +282,7 @@ def restore(
     n, c, h, w = images.shape
     plan_channels = channel_plan(c, cfg.in_chans, scale, gray_mode)
     ph, pw = -(-h // window) * window, -(-w // window) * window
-    tile_px = _resolve_tile(tile, cfg, ph, pw, budget, dtype)
+    tile_px = _resolve_tile(tile, cfg, ph, pw, budget, dtype, device)
     planes_per_image = len(plan_channels.to_model(images[:1]))
     per_plane = len(plan_tiles(ph, pw, tile_px, overlap, window))
     total = n * planes_per_image * per_plane
@@ -246,7 +291,7 @@ def restore(
         tile_batch = 1 if device.type == "cpu" else int(min(fits, 8))
     counter = _Counter(total, progress)
     schedule = _Schedule(tile_px, tile_batch, overlap)
-    runner = _Runner(model, device, dtype)
+    runner = _Runner(model, device, dtype, compile)
     out = torch.empty(n, c, h * scale, w * scale) if n > 1 else None
     if device != home:
         model.to(device)

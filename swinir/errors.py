@@ -37,3 +37,15 @@ class InputError(SwinIRError):
 
 class Cancelled(SwinIRError):
     """The caller's cancel callback asked to stop; no output was produced."""
+
+
+class VideoError(SwinIRError):
+    """A video cannot be read or written, or PyAV (needed for video) is not installed."""
+
+
+class OutputExistsError(SwinIRError):
+    """An output already exists and was not made from this input with these settings; it is left as it is."""
+
+
+class ClusterError(SwinIRError):
+    """Ray is not installed, the Ray cluster cannot be reached, or the run on it failed."""

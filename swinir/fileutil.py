@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,12 +22,47 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+PART_SUFFIX = ".part"
+
+
+def part_owner(name: str) -> tuple[str, int] | None:
+    """(host, pid) of the process that made a temporary file of `atomic_target`, from its name; None for others."""
+    if not (name.startswith(".") and name.endswith(PART_SUFFIX)):
+        return None
+    fields = name[: -len(PART_SUFFIX)].rsplit(".", 2)
+    if len(fields) != 3 or "@" not in fields[2]:
+        return None
+    host, _, pid = fields[2].rpartition("@")
+    return (host, int(pid)) if pid.isdigit() else None
+
+
+def _publish_new(tmp: Path, path: Path) -> None:
+    """Moves `tmp` to `path` only if `path` does not exist (FileExistsError otherwise), atomically: a hard link
+    fails when the name is taken, where a rename would replace it. Filesystems without hard links get a check
+    and a rename, which a writer racing in between can still win."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
 @contextmanager
-def atomic_target(path: Path) -> Iterator[Path]:
-    """Yields a temporary path beside `path`; on success it replaces `path` (readable like any other file), on any
-    failure it is removed, so readers never see a partial file."""
+def atomic_target(path: Path, *, replace: bool = True) -> Iterator[Path]:
+    """Yields a temporary path beside `path`; on success it becomes `path` (readable like any other file), on any
+    failure it is removed, so readers never see a partial file. With replace=False an existing `path` is never
+    overwritten: the finished file is dropped and FileExistsError raised instead. The temporary name carries
+    the host and process id, so a later run can remove those of a process that was killed (`part_owner`)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    owner = f"{socket.gethostname().replace('.', '_')}@{os.getpid()}"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{owner}{PART_SUFFIX}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -33,7 +70,41 @@ def atomic_target(path: Path) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, path)
+        if replace:
+            os.replace(tmp_path, path)
+        else:
+            _publish_new(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_parts(folder: Path) -> int:
+    """Removes the temporary files in `folder` left by processes of this host that no longer run (killed before
+    they could clean up); those of live processes, and of other hosts, are left alone. Returns how many."""
+    host = socket.gethostname().replace(".", "_")
+    removed = 0
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        owner = part_owner(entry.name)
+        if owner is None or owner[0] != host or _alive(owner[1]):
+            continue
+        try:
+            entry.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

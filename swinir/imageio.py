@@ -44,16 +44,42 @@ def read_image_uint8(path: Path, channels: int = 3) -> np.ndarray:
     return np.asarray(img.convert("RGB" if channels == 3 else "L")).reshape(img.height, img.width, channels)
 
 
-def write_image(path: Path, arr: np.ndarray, bits: int = 8) -> None:
-    """Writes HWC float in [0, 1] to a temporary file beside `path`, then renames it: never a partial file."""
+# EXIF ImageDescription: the one place for a short text that PNG, JPEG, WebP and TIFF all keep (BMP has none).
+_NOTE_TAG = 0x010E
+NOTE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
+
+
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Float in [0, 1] to uint8, rounding half up: the one conversion every 8-bit output uses."""
+    return (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def write_image(path: Path, arr: np.ndarray, bits: int = 8, *, note: str | None = None, replace: bool = True) -> None:
+    """Writes HWC float in [0, 1] (or uint8) to a temporary file beside `path`, then renames it: never a partial
+    file. `note` is kept in the file (see `read_note`) where the format has room for it; replace=False never
+    overwrites an existing `path` (FileExistsError, see `fileutil.atomic_target`)."""
     path = Path(path)
-    arr = np.clip(arr, 0, 1)
     if bits == 16 and arr.shape[2] == 1 and path.suffix.lower() == ".png":
-        img = Image.fromarray((arr[..., 0] * 65535 + 0.5).astype(np.uint16))
+        img = Image.fromarray((np.clip(arr[..., 0], 0, 1) * 65535 + 0.5).astype(np.uint16))
     else:
-        data = (arr * 255 + 0.5).astype(np.uint8)
+        data = arr if arr.dtype == np.uint8 else to_uint8(arr)
         img = Image.fromarray(data[..., 0] if data.shape[2] == 1 else data)
     if img.mode == "RGBA" and path.suffix.lower() in (".jpg", ".jpeg"):
         img = img.convert("RGB")
-    with atomic_target(path) as tmp:
-        img.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+    options = {}
+    if note is not None and path.suffix.lower() in NOTE_SUFFIXES:
+        exif = Image.Exif()
+        exif[_NOTE_TAG] = note
+        options["exif"] = exif.tobytes()
+    with atomic_target(path, replace=replace) as tmp:
+        img.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"), **options)
+
+
+def read_note(path: Path) -> str | None:
+    """The note `write_image` kept in a file, or None (no note, not an image, unreadable)."""
+    try:
+        with Image.open(path) as img:
+            value = img.getexif().get(_NOTE_TAG)
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
+        return None
+    return value if isinstance(value, str) else None

@@ -63,6 +63,7 @@ class TrainSettings:
     sigma_max: int = 50  # denoise: sigma drawn from [0, sigma_max]
     quality_range: tuple[int, int] = (10, 90)  # jpeg: quality drawn from this range, inclusive
     init: Path | None = None  # starting weights for a new run: a state.pt or a .safetensors of the same network
+    precision: str = "fp32"  # bf16: autocast for the forward and backward (fp32 weights and Adam state)
 
     def level_range(self) -> tuple[int, int] | None:
         if self.task == "denoise":
@@ -270,7 +271,9 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
         lr_img, hr_img = sample_batch(pairs, s, rng)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, s)
-        loss = F.l1_loss(model(lr_img), hr_img)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.precision == "bf16"):
+            out = model(lr_img)
+        loss = F.l1_loss(out.float(), hr_img)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

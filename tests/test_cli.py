@@ -27,7 +27,8 @@ from swinir_reference import randomize_
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 2
 RESTORE_OPTIONS = ("inputs", "-o", "--output", "--model", "--models-dir", "--tile", "--overlap", "--precision",
-                   "--device", "--gray-mode", "--ext")
+                   "--device", "--gray-mode", "--ext", "--codec", "--crf", "--fps", "--overwrite", "--compile", "--ray",
+                   "--actors")
 
 
 def run_cli(*args: object, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -203,6 +204,18 @@ def test_default_model_on_a_tiny_image(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     with Image.open(out / "tiny.png") as img:
         assert img.size == (24, 20)
+
+
+@pytest.mark.parametrize("ref,what", [("default-denoise", "color denoising, blind for sigma 0-50"),
+                                      ("default-jpeg", "color JPEG-artifact removal, blind for quality 10-90")])
+def test_blind_defaults_by_name(tmp_path: Path, ref: str, what: str) -> None:
+    src = tmp_path / "tiny.png"
+    noise_image(12, 10, "RGB", 11).save(src)
+    result = run_cli("restore", src, "-o", tmp_path / "out.png", "--model", ref)
+    assert result.returncode == 0, result.stderr
+    assert f"model: {what}" in result.stderr
+    with Image.open(tmp_path / "out.png") as img:
+        assert img.size == (12, 10)
 
 
 # ------------------------------------------------------------------------------------------------- errors

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import io
 import http.server
 import os
 import socket
@@ -370,3 +371,32 @@ def test_cli_without_dir_outside_comfyui(capsys) -> None:
         pytest.skip("this checkout sits inside ComfyUI/custom_nodes, so a default folder exists")
     code, _, err = _run_cli(["download", "lightweight-S-x2"], capsys)
     assert code == 1 and "--dir" in err and "Traceback" not in err
+
+
+def test_cli_restore_fetches_an_official_model_on_first_use(server, tmp_path: Path) -> None:
+    """`restore --model <official name>` downloads it into --models-dir (from $SWINIR_MODEL_MIRROR here) and runs."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import swinir
+
+    base, files = server
+    entry = find_entry("gray-denoise-M-noise15")  # no published size or digest: any SwinIR file of that name
+    torch.manual_seed(0)
+    net = swinir.SwinIR(swinir.SwinIRConfig(task="gray_denoise", scale=1, in_chans=1, upsampler="", embed_dim=8,
+                                            depths=(1,), num_heads=(2,)))
+    buf = io.BytesIO()
+    torch.save({"params": net.state_dict()}, buf)
+    files[entry.file] = buf.getvalue()
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(image)
+    models = tmp_path / "models"
+    env = dict(os.environ, SWINIR_MODEL_MIRROR=f"{base}/files", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "swinir", "restore", str(image), "-o", str(tmp_path / "out.png"),
+                           "--model", entry.name, "--models-dir", str(models)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (models / entry.file).read_bytes() == files[entry.file]
+    assert _leftovers(models) == [entry.file]
+    assert Image.open(tmp_path / "out.png").size == (24, 20)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import convert, download, restore, train
+from . import analyse, convert, download, restore, train
 from ..errors import SwinIRError
 
 
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for module in (restore, convert, download, train):
         module.register(sub)
+    analyse.register(sub)
     return parser
 
 

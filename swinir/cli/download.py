@@ -84,7 +84,7 @@ def _print_table(entries: list[CatalogueEntry], out: TextIO) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
 
 
-class _ProgressBar:
+class DownloadBar:
     """One self-overwriting line on stderr; redrawn at most a few times a second."""
 
     def __init__(self, label: str, stream: TextIO, interval: float = 0.2) -> None:
@@ -124,7 +124,7 @@ def _fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the ``download`` subcommand; return the process exit code."""
-    bar: _ProgressBar | None = None
+    bar: DownloadBar | None = None
     try:
         if args.list:
             _print_table(load_catalogue(), sys.stdout)
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                 "no ComfyUI install found around this pack (it is not under ComfyUI/custom_nodes); "
                 "pass --dir DIR to choose where to save the checkpoint"
             )
-        bar = _ProgressBar(entry.file, sys.stderr)
+        bar = DownloadBar(entry.file, sys.stderr)
         result = download_file(
             entry,
             dest_dir,

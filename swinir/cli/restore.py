@@ -1,20 +1,28 @@
-"""`python -m swinir restore`: restore image files or folders with a SwinIR model."""
+"""`python -m swinir restore`: restore image files, folders, videos and frame folders with a SwinIR model, here or
+over a Ray cluster (the work itself is in `swinir.bulk`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from ..bulk.local import run_local
+from ..bulk.outputs import Outputs
+from ..bulk.plan import VIDEO_TO_FRAMES, Job, plan_jobs
+from ..bulk.settings import DONE, FAILED, Settings, summary
+from ..bulk.video import require_av, resolve_codec
+from ..bulk.worker import Worker, default_device
 from ..checkpoint import load_model
 from ..describe import describe
-from ..engine import PRECISIONS, resolve_device, restore
+from ..engine import PRECISIONS, resolve_device
 from ..errors import SwinIRError
-from ..imageio import IMAGE_SUFFIXES, read_image, write_image
+from ..fileutil import sha256_of
 from ..model_ref import resolve_model
+from .download import DownloadBar
 from .progress import ProgressBar
 
 
@@ -30,21 +38,46 @@ def _tile(value: str) -> int | str:
     return size or "auto"
 
 
+def _fps(value: str) -> str:
+    try:
+        rate = Fraction(value)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"--fps takes a rate such as 25 or 30000/1001, not {value!r}") from None
+    if rate <= 0:
+        raise argparse.ArgumentTypeError("--fps must be positive")
+    return str(rate)
+
+
+def _count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "restore",
-        help="restore (upscale, denoise, de-JPEG) image files or folders",
-        description="Restore images with a SwinIR model. Without --model the pack's own SwinIR-S x2 "
+        help="restore (upscale, denoise, de-JPEG) images, folders, videos and frame folders",
+        description="Restore images and videos with a SwinIR model. Without --model the pack's own SwinIR-S x2 "
         "super-resolution model is used. Every output is written to a temporary file and renamed, so an "
-        "interrupted run never leaves a partial image.",
+        "interrupted run never leaves a partial file; a rerun skips the outputs that are already complete and "
+        "never overwrites an output made from another input or with other settings (unless --overwrite).",
     )
-    p.add_argument("inputs", nargs="+", type=Path, help="image files (PNG, JPEG, WebP, TIFF, BMP) or folders of them")
+    p.add_argument("inputs", nargs="+", type=Path,
+                   help="image files (PNG, JPEG, WebP, TIFF, BMP), videos (MP4, MKV, MOV, WebM, AVI...) or folders "
+                   "of them; with -o NAME.mp4, one folder of frames (natural order: 2 before 10)")
     p.add_argument("-o", "--output", type=Path, required=True,
-                   help="output folder (created if missing), or a file name when restoring a single image")
+                   help="output folder (created if missing); or a file name for a single image or video "
+                   "(clip_x2.mp4: a video, or a frame folder made into one); or a frame pattern such as "
+                   "frames/%%06d.png to write a video's frames as images, numbered from 1")
     p.add_argument("--model", default="default",
-                   help="checkpoint path (.safetensors/.pth), a catalogue name (see `download --list`) already "
-                   "downloaded, or 'default' (the pack's SwinIR-S x2)")
-    p.add_argument("--models-dir", type=Path, help="where downloaded catalogue models are (default: ComfyUI's models/swinir)")
+                   help="checkpoint path (.safetensors/.pth); 'default' (the pack's SwinIR-S x2 upscaler), "
+                   "'default-denoise' (its blind denoiser, any sigma 0-50) or 'default-jpeg' (its blind JPEG-artifact "
+                   "remover, quality 10-90); or an official model's catalogue or file name (see `download --list`), "
+                   "downloaded into --models-dir first if it is not there yet")
+    p.add_argument("--models-dir", type=Path,
+                   help="where official models are kept and downloaded to (default: ComfyUI's models/swinir when this "
+                   "pack is installed in ComfyUI)")
     p.add_argument("--tile", type=_tile, default="auto",
                    help="tile size in input pixels, or 'auto' (default): the whole image when it fits in memory, "
                    "else the largest tile that fits. Tiles are aligned to the model's window and blended seamlessly")
@@ -57,72 +90,89 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gray-mode", choices=("luma", "per_channel"), default="luma",
                    help="gray models on colour images: restore the luma and keep the colour (default), or run each "
                    "RGB channel separately")
-    p.add_argument("--ext", default=".png", help="output file type when -o is a folder (default .png)")
+    p.add_argument("--ext", default=".png", help="output file type of images when -o is a folder (default .png)")
+    p.add_argument("--codec", default=None,
+                   help="video encoder: libx264 (default; libvpx-vp9 for .webm), libx265, libvpx-vp9, libsvtav1, or "
+                   "ffv1 (lossless RGB, in .mkv)")
+    p.add_argument("--crf", type=int, default=None,
+                   help="video quality, lower is better: constant rate factor of x264/x265/VP9/AV1 (default 18 for "
+                   "x264, 20 for x265, 24 for VP9 and AV1: visually near-lossless; 0 is lossless for x264)")
+    p.add_argument("--fps", type=_fps, default="25",
+                   help="frame rate of a video made from a frame folder (default 25; e.g. 30000/1001)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs that exist but were made from another input, with other settings, or not "
+                   "by this command (by default they are left alone and reported)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the model through torch.compile (the first tile of each size compiles, minutes on a "
+                   "small CPU; see bench/RESULTS.md for when it pays off)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run over a Ray cluster (pip install -r requirements-ray.txt): the cluster at ADDRESS "
+                   "(host:port of its head, or 'auto' on a node of it), or without ADDRESS a local cluster on this "
+                   "machine. Inputs and outputs must be on storage every node sees at the same path")
+    p.add_argument("--actors", type=_count, default=None,
+                   help="with --ray: how many model copies work at once (default: one per GPU of the cluster, else "
+                   "one per 4 CPUs); each holds the model once and writes its own outputs")
     p.set_defaults(func=run)
 
 
-def collect_inputs(inputs: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            found = sorted(f for f in item.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise SwinIRError(f"{item}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            files += found
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise SwinIRError(f"{item}: no such file or folder")
-    return files
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(tile=args.tile, overlap=args.overlap, precision=args.precision, device=args.device,
+                    gray_mode=args.gray_mode, codec=args.codec, crf=args.crf, fps=args.fps, overwrite=args.overwrite,
+                    compile=args.compile)
 
 
-def output_paths(files: list[Path], output: Path, ext: str) -> dict[Path, Path]:
-    """Where each input is written. Inputs that would share a name (photo.png and photo.jpg) keep their
-    extension in the name (photo_png.png, photo_jpg.png) instead of overwriting each other."""
-    if len(files) == 1 and output.suffix.lower() in IMAGE_SUFFIXES:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        return {files[0]: output}
-    output.mkdir(parents=True, exist_ok=True)
-    ext = ext if ext.startswith(".") else "." + ext
-    stems: dict[str, int] = {}
-    for f in files:
-        stems[f.stem] = stems.get(f.stem, 0) + 1
-    targets: dict[Path, Path] = {}
-    for f in files:
-        name = f.stem if stems[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}"
-        target = output / (name + ext)
-        n = 1
-        while target in targets.values():
-            target = output / f"{name}_{n}{ext}"
-            n += 1
-        targets[f] = target
-    return targets
+def _check_video(jobs: list[Job], settings: Settings) -> None:
+    """PyAV present and the encoder usable, before the model is loaded."""
+    for job in jobs:
+        if job.is_video:
+            require_av()
+            if job.kind != VIDEO_TO_FRAMES:
+                resolve_codec(job.target, settings.codec)
+
+
+def _bar(index: int, total: int, job: Job) -> ProgressBar:
+    label = f"[{index}/{total}] {job.source.name}"
+    if job.is_video:
+        return ProgressBar(label, unit="frames", rate_unit="fps")
+    return ProgressBar(label)
+
+
+def _model_path(args: argparse.Namespace) -> Path:
+    """The checkpoint of --model; an official model not on disk yet is downloaded first, with a progress line."""
+    bar = DownloadBar(str(args.model), sys.stderr)
+    try:
+        return resolve_model(args.model, args.models_dir, download=True, progress=bar)
+    finally:
+        bar.finish()
 
 
 def run(args: argparse.Namespace) -> int:
-    files = collect_inputs(args.inputs)
-    device = resolve_device(args.device, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    model = load_model(resolve_model(args.model, args.models_dir))
-    targets = output_paths(files, args.output, args.ext)
-    print(f"model: {describe(model.config)}", file=sys.stderr)
-    failures: list[str] = []
-    for index, source in enumerate(files, 1):
-        bar = ProgressBar(f"[{index}/{len(files)}] {source.name}")
-        try:
-            pixels, bits = read_image(source)
-            x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
-            y = restore(model, x, tile=args.tile, overlap=args.overlap, precision=args.precision, device=device,
-                        progress=bar.update, gray_mode=args.gray_mode)
-            write_image(targets[source], y[0].permute(1, 2, 0).numpy(), bits=bits)
-        except SwinIRError as e:
-            failures.append(str(e))
-        except OSError as e:
-            failures.append(f"{targets[source]}: cannot write ({e.strerror or e}); check the output folder")
-        finally:
-            bar.close()
+    if args.ray not in (None, "local") and Path(args.ray).exists():
+        raise SwinIRError(f"--ray took {args.ray} for the cluster's address: put --ray after the inputs, or write "
+                          "--ray=ADDRESS")
+    settings = _settings(args)
+    if args.ray is None:
+        resolve_device(args.device, default_device())
+    jobs = plan_jobs(args.inputs, args.output, args.ext)
+    _check_video(jobs, settings)
+    model_path = _model_path(args)
+    if args.ray is not None:
+        from ..bulk.ray_runner import run_on_ray  # Ray only when asked for: it is an optional extra
+
+        outcomes = run_on_ray(jobs, model_path, settings, address=args.ray, actors=args.actors,
+                              progress=ProgressBar("ray", unit="tasks"), log=lambda line: print(line, file=sys.stderr))
+    else:
+        model = load_model(model_path)
+        print(f"model: {describe(model.config)}", file=sys.stderr)
+        outputs = Outputs(settings, model_path.name, sha256_of(model_path), model.config.scale)
+        with torch.inference_mode():
+            outcomes = run_local(jobs, Worker(model, outputs), lambda i, job: _bar(i, len(jobs), job))
+    failures = [o for o in outcomes if o.status == FAILED]
     for failure in failures:
-        print(f"error: {failure}", file=sys.stderr)
+        print(f"error: {failure.message}", file=sys.stderr)
+    if len(jobs) > 1 or any(o.status != DONE for o in outcomes):
+        print(summary(outcomes), file=sys.stderr)
     if failures:
-        print(f"{len(failures)} of {len(files)} images failed; the others were written", file=sys.stderr)
+        print(f"{len(failures)} of {len(outcomes)} inputs failed; the others were written", file=sys.stderr)
         return 1
     return 0

@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init", type=Path,
                    help="start a new run from these weights (a state.pt or a .safetensors of the same network size), "
                    "e.g. the JPEG model from the denoiser; ignored when --out already has a state")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: mixed precision on the CPU (weights and optimizer stay fp32); faster where the CPU has "
+                   "AMX/AVX-512 bf16 units")
     p.add_argument("--eval-dir", type=Path,
                    help="monitoring only: for sr an SR test set with HR/ and LR_bicubic/X<s>/ (PSNR-Y); for denoise and "
                    "jpeg a folder of clean images (RGB PSNR at sigma 25 / quality 20)")
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, out=args.out, scale=args.scale, iterations=args.iterations, batch=args.batch,
         patch=args.patch, lr=args.lr, save_every=args.save_every, eval_every=args.eval_every, eval_dir=args.eval_dir,
         task=args.task, sigma_max=args.sigma_max, quality_range=args.quality_range, init=args.init,
+        precision=args.precision,
     )
     train(settings)
     return 0

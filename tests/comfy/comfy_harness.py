@@ -1,11 +1,13 @@
 """The ComfyUI test harness: a real ComfyUI 0.3.75 server with this pack, Chromium, test models and images.
 
-ComfyUI comes from scripts/get-comfyui.sh (into .comfyui/ComfyUI), Chromium from scripts/get-chromium.sh.
-Without them these tests skip with the reason; with SWINIR_REQUIRE_COMFY=1 (CI) they fail instead.
+ComfyUI comes from scripts/get-comfyui.sh (into .comfyui/ComfyUI), the newest frontend from scripts/get-frontend.sh
+(into .comfyui/frontend-VERSION), Chromium from scripts/get-chromium.sh. Without them these tests skip with the
+reason; with SWINIR_REQUIRE_COMFY=1 (CI) they fail instead.
 
 The server runs from a temporary --base-directory (custom_nodes/, models/, input/, output/, user/), with
 the pack linked in as custom_nodes/ComfyUI-SwinIR, on 127.0.0.1 and a free port, on the CPU. It is stopped
-by its PID at the end of the session, also when tests fail. Its log is kept in out/comfy-tests/.
+by its PID at the end of the session, also when tests fail. Its log is kept in out/comfy-tests/. A server serves
+either the frontend ComfyUI bundles (1.32.9) or, with --front-end-root, the newest from PyPI (FRONTENDS).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,38 @@ PACK_DIR = Path(os.environ.get("SWINIR_PACK_DIR", REPO))
 REQUIRE = os.environ.get("SWINIR_REQUIRE_COMFY") == "1"
 LOG_DIR = REPO / "out" / "comfy-tests"
 START_TIMEOUT = float(os.environ.get("SWINIR_COMFY_START_TIMEOUT", "180"))
+# UI steps (page load, node search, dialogs) wait on the app's own state, with limits generous enough for a
+# loaded 2-core machine; they return as soon as the state is reached.
+UI_TIMEOUT_MS = int(float(os.environ.get("SWINIR_UI_TIMEOUT", "180")) * 1000)
+
+
+def _newest_frontend_version() -> str:
+    """The version scripts/get-frontend.sh installs by default (one place to raise it)."""
+    text = (REPO / "scripts" / "get-frontend.sh").read_text()
+    match = re.search(r"^VERSION=\$\{1:-([0-9][0-9A-Za-z.+-]*)\}", text, re.M)
+    assert match, "scripts/get-frontend.sh has no VERSION=${1:-X.Y.Z} line"
+    return match.group(1)
+
+
+@dataclass(frozen=True)
+class Frontend:
+    """A ComfyUI frontend the browser tests run against: the one ComfyUI bundles, or a --front-end-root."""
+
+    version: str
+    root: Path | None  # None: the comfyui-frontend-package installed beside ComfyUI
+
+    def missing_reason(self) -> str | None:
+        if self.root is not None and not (self.root / "index.html").is_file():
+            return f"ComfyUI frontend {self.version} not installed at {self.root}; run scripts/get-frontend.sh"
+        return None
+
+
+BUNDLED_FRONTEND = Frontend("1.32.9", None)  # what ComfyUI 0.3.75 pins in its requirements.txt
+_NEWEST = os.environ.get("SWINIR_FRONTEND_VERSION") or _newest_frontend_version()
+NEWEST_FRONTEND = Frontend(
+    _NEWEST, REPO / ".comfyui" / f"frontend-{_NEWEST}" / "comfyui_frontend_package" / "static"
+)
+FRONTENDS = [BUNDLED_FRONTEND, NEWEST_FRONTEND]
 
 # The expected outputs come from the core library, imported from the checkout as `swinir`.
 if str(REPO) not in sys.path:
@@ -151,8 +187,9 @@ def make_models(models_dir: Path) -> dict[str, Path]:
 
 
 class ComfyServer:
-    def __init__(self, base: Path, port: int, log_path: Path):
+    def __init__(self, base: Path, port: int, log_path: Path, frontend: Frontend = BUNDLED_FRONTEND):
         self.base = base
+        self.frontend = frontend
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
@@ -169,7 +206,7 @@ class ComfyServer:
         cmd = [
             sys.executable,
             "main.py",
-            "--cpu",
+            *(["--cpu"] if getattr(self, "device", "cpu") == "cpu" else []),  # device: see start_server
             "--listen",
             "127.0.0.1",
             "--port",
@@ -190,6 +227,8 @@ class ComfyServer:
             "    swinir: swinir_extra\n"
         )
         cmd += ["--extra-model-paths-config", str(extra)]
+        if self.frontend.root is not None:
+            cmd += ["--front-end-root", str(self.frontend.root)]
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         env.pop("SWINIR_REQUIRE_COMFY", None)
@@ -211,6 +250,8 @@ class ComfyServer:
         else:
             raise RuntimeError(f"ComfyUI did not answer within {START_TIMEOUT:.0f} s:\n{self.log_tail()}")
         log = self.log_text()
+        if self.frontend.root is not None and f"web root: {self.frontend.root}" not in log:
+            raise RuntimeError(f"ComfyUI does not serve the frontend at {self.frontend.root}:\n{self.log_tail()}")
         if "IMPORT FAILED" in log and PACK_NAME in log.split("IMPORT FAILED", 1)[1].splitlines()[0]:
             raise RuntimeError(f"ComfyUI could not import the pack:\n{self.log_tail()}")
 
@@ -305,6 +346,11 @@ def error_text(entry: dict) -> str:
     return json.dumps(msgs, indent=1)[:4000]
 
 
+# Text the frontends show when a workflow lacks something: node types (both), model files (1.32.9 dialog,
+# 1.58.1 panel), input images (1.58.1 "Media input missing").
+MISSING_WORDS = ("missing node", "missing model", "media input missing")
+
+
 class UIPage:
     """A ComfyUI tab, with the dialogs and page errors it raised."""
 
@@ -313,29 +359,141 @@ class UIPage:
         self.comfy = comfy
         self.dialogs: list[str] = []
         self.errors: list[str] = []
+        self.template_responses: dict[str, int] = {}  # URL -> HTTP status, for /api/workflow_templates/...
         page.on("dialog", self._on_dialog)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("response", self._on_response)
+
+    def _on_response(self, response):
+        if "/api/workflow_templates/" in response.url:
+            self.template_responses[response.url] = response.status
 
     def _on_dialog(self, dialog):
         self.dialogs.append(dialog.message)
         dialog.dismiss()
 
     def open(self):
-        self.page.goto(self.comfy.url + "/", wait_until="domcontentloaded", timeout=120_000)
-        self.page.wait_for_function("() => !!(window.app && window.app.graph)", timeout=120_000)
-        # Let extensions finish registering node definitions.
+        self.page.goto(self.comfy.url + "/", wait_until="domcontentloaded", timeout=UI_TIMEOUT_MS)
+        self.page.wait_for_function("() => !!(window.app && window.app.graph)", timeout=UI_TIMEOUT_MS)
+        # Extensions register the node definitions after the app object exists.
         self.page.wait_for_function(
-            "() => !!(window.LiteGraph && LiteGraph.registered_node_types['SwinIRUpscale'])", timeout=60_000
+            "() => !!(window.LiteGraph && LiteGraph.registered_node_types['SwinIRUpscale'])", timeout=UI_TIMEOUT_MS
+        )
+        version = self.page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__")
+        assert version == self.comfy.frontend.version, (
+            f"the page runs frontend {version}, expected {self.comfy.frontend.version}"
         )
         self.page.keyboard.press("Escape")
+        self.settle()
         return self
+
+    def settle(self):
+        """Until the frontend has rendered what the last step changed (Vue and the canvas draw on animation frames)."""
+        self.page.evaluate(
+            "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 0))))"
+        )
+
+    def dismiss_all(self):
+        """Close dialogs and toasts (what a workflow opened before raised), so that what shows next is the next
+        workflow's. Through the frontend's own stores: 1.32.9's dialogs ignore Escape unless focused."""
+        self.page.evaluate(
+            """() => {
+                const stores = app.extensionManager._p._s;
+                const dialogs = stores.get('dialog');
+                for (const d of [...dialogs.dialogStack]) dialogs.closeDialog({key: d.key});
+                const toast = app.extensionManager.toast;
+                (toast.removeAll || toast.dismissAll).call(toast);
+            }"""
+        )
+        self.page.wait_for_function(
+            """() => !app.extensionManager._p._s.get('dialog').dialogStack.length
+                     && !document.querySelector('[role=dialog]')""",
+            timeout=UI_TIMEOUT_MS,
+        )
+        self.settle()
 
     def body_text(self) -> str:
         return self.page.inner_text("body")
 
+    def missing_warnings(self) -> list[str]:
+        """Lines of the page that say a node type, model or input of the open workflow is missing."""
+        return [line for line in self.body_text().splitlines() if any(w in line.lower() for w in MISSING_WORDS)]
+
     def load_workflow(self, wf: dict, name: str | None = None):
         self.page.evaluate("async ([wf, name]) => { await app.loadGraphData(wf, true, true, name); }", [wf, name])
-        self.page.wait_for_timeout(500)
+        self.settle()
+
+    # -- the template browser (Workflow > Browse Templates) -----------------------------------------------
+    def open_template_browser(self):
+        """The Templates dialog, showing this pack's templates (its entry in the EXTENSIONS group)."""
+        self.page.keyboard.press("Escape")
+        self.page.evaluate("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+        self.page.get_by_text(PACK_NAME, exact=True).first.click(timeout=UI_TIMEOUT_MS)
+        return self.page.locator("[data-testid^='template-workflow-']")
+
+    def template_cards(self, names: list[str]) -> dict[str, dict]:
+        """Each template card of this pack: its title text and thumbnail, once every thumbnail has loaded."""
+        self.open_template_browser()
+        for name in names:
+            # Thumbnails load as their cards scroll into view.
+            self.page.locator(f"[data-testid='template-workflow-{name}']").scroll_into_view_if_needed(
+                timeout=UI_TIMEOUT_MS
+            )
+            self.page.wait_for_function(
+                """(n) => {
+                    const img = document.querySelector(`[data-testid='template-workflow-${n}'] img`);
+                    return img && img.complete && img.naturalWidth > 0;
+                }""",
+                arg=name,
+                timeout=UI_TIMEOUT_MS,
+            )
+        return self.page.evaluate(
+            """(names) => Object.fromEntries(names.map(n => {
+                const card = document.querySelector(`[data-testid='template-workflow-${n}']`);
+                const img = card.querySelector('img');
+                return [n, {text: card.innerText, src: img.src, width: img.naturalWidth, height: img.naturalHeight}];
+            }))""",
+            names,
+        )
+
+    def open_template(self, name: str):
+        """Open workflows/<name>.json as a person does: click its card in the template browser. Returns once the
+        dialog has closed and the canvas holds that template's nodes."""
+        wf = load_workflow(name + ".json")
+        self.dismiss_all()
+        self.open_template_browser()
+        self.page.locator(f"[data-testid='template-workflow-{name}']").click(timeout=UI_TIMEOUT_MS)
+        self.page.wait_for_function(
+            """([path, nodes]) => {
+                const wf = app.extensionManager.workflow.activeWorkflow;
+                const have = app.graph._nodes.map(n => n.id + ':' + n.type).sort().join(',');
+                return wf && wf.path === path && have === nodes
+                    && !document.querySelector("[data-testid^='template-workflow-']");
+            }""",
+            arg=[f"workflows/{name}.json", ",".join(sorted(f"{n['id']}:{n['type']}" for n in wf["nodes"]))],
+            timeout=UI_TIMEOUT_MS,
+        )
+        self.settle()
+
+    def unlisted_choices(self) -> list[str]:
+        """'Node.widget = value' for each combo widget whose value is not among its options: the frontends' sign of
+        a missing model file (1.58.1's missing-models panel) or input image ('Media input missing')."""
+        return self.page.evaluate(
+            """() => app.graph._nodes.flatMap(n => (n.widgets || [])
+                .filter(w => w.type === 'combo' && w.options && Array.isArray(w.options.values)
+                             && !w.options.values.includes(w.value))
+                .map(w => `${n.type}.${w.name} = ${w.value}`))"""
+        )
+
+    def unknown_nodes(self) -> list[str]:
+        """Node types of the canvas that the frontend does not know."""
+        return self.page.evaluate(
+            "() => app.graph._nodes.filter(n => !LiteGraph.registered_node_types[n.type]).map(n => n.type)"
+        )
+
+    def broken_nodes(self) -> list[str]:
+        """Nodes the frontend marks with errors (1.58.1 also marks a loader whose model file is absent)."""
+        return self.page.evaluate("() => app.graph._nodes.filter(n => n.has_errors).map(n => n.type)")
 
     def node_screen_pos(self, node_type: str, dx: float = 60, dy: float = -15) -> tuple[float, float]:
         """Page coordinates of a point of the first node of a type (default: on its title bar)."""
@@ -351,12 +509,31 @@ class UIPage:
             )
         )
 
+    def select_node(self, node_type: str) -> None:
+        """Click the first node of a type on its title bar until the canvas has it selected (a first click right
+        after another UI element had focus only moves the focus; a person clicks again)."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        # Clicking a selected node's title again keeps it selected, so a click that was only slow does no harm.
+        for _ in range(UI_TIMEOUT_MS // 5000):
+            self.page.mouse.click(*self.node_screen_pos(node_type))
+            try:
+                self.page.wait_for_function(
+                    "(t) => Object.values(app.canvas.selected_nodes || {}).some(n => n.type === t)",
+                    arg=node_type,
+                    timeout=5000,
+                )
+                return
+            except PlaywrightTimeout:
+                pass
+        raise AssertionError(f"clicks on the {node_type} node did not select it")
+
     def set_view(self, offset=(0, 0), scale=1.0):
         self.page.evaluate(
             "([o, s]) => { app.canvas.ds.offset = o; app.canvas.ds.scale = s; app.graph.setDirtyCanvas(true, true); }",
             [list(offset), scale],
         )
-        self.page.wait_for_timeout(300)
+        self.settle()
 
     def to_api(self, wf: dict) -> dict:
         """The workflow in API format, as the Run button sends it (the frontend's own converter)."""
@@ -364,6 +541,35 @@ class UIPage:
             "async (wf) => { await app.loadGraphData(wf); return (await app.graphToPrompt()).output; }", wf
         )
 
+    def queue_from_ui(self, timeout: float = 600) -> dict:
+        """Queue the open workflow as the Run button does; the /history entry once it has finished."""
+        before = set(self.comfy.get("/history").json())
+        self.page.evaluate("async () => { await app.queuePrompt(0, 1); }")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.comfy.alive(), f"ComfyUI died:\n{self.comfy.log_tail()}"
+            new = {k: v for k, v in self.comfy.get("/history").json().items() if k not in before}
+            if new:
+                (entry,) = new.values()
+                if entry.get("status", {}).get("completed") is not None:
+                    return entry
+            time.sleep(0.3)
+        raise TimeoutError(f"the queued workflow did not finish in {timeout} s:\n{self.comfy.log_tail()}")
+
+    def wait_for_shown_images(self, widths: dict[str, int]):
+        """Until each SaveImage node (by id) shows its result, loaded from /view, at the given width. Each node is
+        brought into view first, as a person looks at it (1.32.9 loads a node's images when it draws the node)."""
+        for node_id in widths:
+            self.page.evaluate("(id) => app.canvas.centerOnNode(app.graph.getNodeById(Number(id)))", node_id)
+            self.settle()
+        self.page.wait_for_function(
+            """(widths) => Object.entries(widths).every(([id, w]) => {
+                const n = app.graph.getNodeById(Number(id));
+                return n && n.imgs && n.imgs.length && n.imgs[0].complete && n.imgs[0].naturalWidth === w;
+            })""",
+            arg=widths,
+            timeout=UI_TIMEOUT_MS,
+        )
 
 
 @contextlib.contextmanager
@@ -377,7 +583,7 @@ def open_ui(browser, comfy: ComfyServer):
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.add_init_script("localStorage.setItem('vueNodesBannerDismissed', 'true')")
     page = context.new_page()
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(UI_TIMEOUT_MS)
     try:
         yield UIPage(page, comfy).open()
     finally:
@@ -389,22 +595,60 @@ def open_ui(browser, comfy: ComfyServer):
 
 
 WORKFLOWS = REPO / "workflows"
+# Templates that run offline on a fresh install: only the pack's own default models.
 RUNNABLE_WORKFLOWS = [
     "upscale_x2.json",
     "denoise.json",
     "jpeg_cleanup.json",
     "chain_jpeg_denoise_upscale.json",
 ]
-ALL_WORKFLOWS = RUNNABLE_WORKFLOWS + ["upscale_diffusion_output.json"]
-EXAMPLE_IMAGE = "swinir_example.png"
+# The real-world x4 model of the catalogue, fetched by the loader on first use (the diffusion-output case).
+REAL_X4_NAME = "real-M-x4-GAN"
+DOWNLOAD_WORKFLOWS = ["upscale_x4_real_world.json"]
+SD_WORKFLOWS = ["upscale_diffusion_output.json"]  # need a Stable Diffusion checkpoint of the user's
+ALL_WORKFLOWS = RUNNABLE_WORKFLOWS + DOWNLOAD_WORKFLOWS + SD_WORKFLOWS
+# The image a fresh ComfyUI has in input/ (ComfyUI's own input/example.png): the templates' Load Image names it,
+# so they run as opened.
+EXAMPLE_IMAGE = "example.png"
 DEFAULT_ENTRY = "(default) swinir-s-x2-default.safetensors"
+RESTORE_NODES = {"SwinIRUpscale", "SwinIRDenoise", "SwinIRJPEGCleanup"}
 
 
-def default_model_path() -> Path:
-    """The default model the server's copy of the pack uses."""
-    import swinir
+FRESH_EXAMPLE_SIDE = 96
 
-    return PACK_DIR / "models" / swinir.default_model_path().name
+
+def fresh_input(input_dir: Path) -> None:
+    """A fresh install's input/: ComfyUI's own example.png, which the templates name. Shrunk from 768 to 96 px
+    (same picture, same name) so that each template runs in seconds on a CPU rather than minutes."""
+    from PIL import Image
+
+    with Image.open(COMFY_DIR / "input" / EXAMPLE_IMAGE) as im:
+        small = im.convert("RGB").resize((FRESH_EXAMPLE_SIDE, FRESH_EXAMPLE_SIDE), Image.Resampling.LANCZOS)
+    small.save(input_dir / EXAMPLE_IMAGE)
+
+
+def real_x4_entry():
+    from swinir.catalogue import find_entry
+
+    return find_entry(REAL_X4_NAME)
+
+
+def size_mb(size_bytes: int) -> str:
+    """A download size as the templates' notes and the loader's tooltip write it."""
+    return f"{size_bytes / 1e6:.0f} MB"
+
+
+def default_model_path(family: str = "sr") -> Path:
+    """The pack's default model of a task family ('sr', 'denoise', 'jpeg') that the server's copy of the pack uses."""
+    from swinir.model_ref import default_model_path as core_default
+
+    return PACK_DIR / "models" / core_default(family).name
+
+
+def default_entry_path(entry: str) -> Path:
+    """The file behind a loader choice '(default) <file>'."""
+    assert entry.startswith("(default) "), entry
+    return PACK_DIR / "models" / entry[len("(default) "):]
 
 
 def make_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -511,3 +755,176 @@ def p_restore(node: str, model_ref, image_ref, tile_size=0, overlap=32, precisio
 
 def p_save(image_ref, prefix: str) -> dict:
     return {"class_type": "SaveImage", "inputs": {"images": image_ref, "filename_prefix": prefix}}
+
+
+# --------------------------------------------------------------------------------------------------
+# Long sessions (issue 14): the server's websocket events, its memory, prompt pieces for varied images.
+
+
+class ComfyEvents:
+    """The websocket messages the server sends to one client id, read by a background thread.
+
+    Prompts queued through `queue` carry this client id, so their "executing", "progress" and end messages
+    ("execution_success", "execution_error", "execution_interrupted") arrive here: tests wait on those real
+    signals instead of polling /history or sleeping.
+    """
+
+    END = ("execution_success", "execution_error", "execution_interrupted")
+
+    def __init__(self, comfy: ComfyServer, client_id: str | None = None):
+        import queue
+        import threading
+        import uuid
+
+        self.comfy = comfy
+        self.client_id = client_id or f"events-{uuid.uuid4().hex[:12]}"
+        self._queue: "queue.Queue[dict]" = queue.Queue()
+        self._connected = threading.Event()
+        self._error: BaseException | None = None
+        self._loop = None
+        self._ws = None
+        self._thread = threading.Thread(target=self._run, name="comfy-events", daemon=True)
+        self._thread.start()
+        if not self._connected.wait(60):
+            raise RuntimeError(f"no websocket connection to {comfy.url}/ws: {self._error!r}")
+        if self._error is not None:
+            raise RuntimeError(f"websocket connection to {comfy.url}/ws failed: {self._error!r}")
+
+    def _run(self) -> None:
+        import asyncio
+
+        import aiohttp
+
+        async def listen():
+            self._loop = asyncio.get_running_loop()
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(f"{self.comfy.url}/ws?clientId={self.client_id}", heartbeat=30) as ws:
+                    self._ws = ws
+                    self._connected.set()
+                    async for msg in ws:
+                        if msg.type == aiohttp.WSMsgType.TEXT:
+                            self._queue.put(json.loads(msg.data))
+                        elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                            break
+
+        try:
+            asyncio.run(listen())
+        except BaseException as e:  # reported to the waiting test, which fails with it
+            self._error = e
+        finally:
+            self._connected.set()
+            self._queue.put({"type": "_closed"})
+
+    def queue(self, prompt: dict) -> str:
+        r = self.comfy.post("/prompt", json={"prompt": prompt, "client_id": self.client_id})
+        assert r.status_code == 200, f"/prompt refused the prompt: {r.status_code} {r.text}"
+        return r.json()["prompt_id"]
+
+    def wait_for(self, match, timeout: float = 300) -> dict:
+        """The next message for which match(message) is true; messages before it are dropped."""
+        import queue
+
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no matching websocket message within {timeout} s:\n{self.comfy.log_tail()}")
+            try:
+                msg = self._queue.get(timeout=min(left, 5.0))
+            except queue.Empty:
+                assert self.comfy.alive(), f"ComfyUI died:\n{self.comfy.log_tail()}"
+                continue
+            if msg.get("type") == "_closed":
+                raise RuntimeError(f"the websocket closed ({self._error!r}):\n{self.comfy.log_tail()}")
+            if match(msg):
+                return msg
+
+    def wait_end(self, prompt_id: str, timeout: float = 300) -> dict:
+        """The message that ends a prompt: execution_success, execution_error or execution_interrupted."""
+        return self.wait_for(
+            lambda m: m.get("type") in self.END and m.get("data", {}).get("prompt_id") == prompt_id, timeout
+        )
+
+    def close(self) -> None:
+        if self._loop is not None and self._ws is not None and not self._ws.closed:
+            import asyncio
+
+            asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop).result(timeout=10)
+        self._thread.join(timeout=10)
+
+
+def process_rss(pid: int) -> int:
+    """Resident memory (VmRSS) of a process, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def p_crop(image_ref, width: int, height: int, x: int = 0, y: int = 0) -> dict:
+    return {"class_type": "ImageCrop", "inputs": {"image": image_ref, "width": width, "height": height, "x": x, "y": y}}
+
+
+def p_repeat(image_ref, amount: int) -> dict:
+    return {"class_type": "RepeatImageBatch", "inputs": {"image": image_ref, "amount": amount}}
+
+
+def start_server(
+    base: Path, name: str, device: str = "cpu", frontend: Frontend = BUNDLED_FRONTEND, fresh: bool = False
+) -> ComfyServer:
+    """A started server with the pack and the test models in a fresh `base` (for scripts and extra servers; the
+    tests' session servers are conftest's `comfy` and `fresh_comfy`). device 'cuda' runs ComfyUI on the GPU (no
+    --cpu); `frontend` picks the frontend it serves; `fresh` adds no model, only a fresh install's input/."""
+    for d in ("custom_nodes", "input", "output", "user", "temp", "models"):
+        (base / d).mkdir(parents=True, exist_ok=True)
+    os.symlink(PACK_DIR, base / "custom_nodes" / PACK_NAME, target_is_directory=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    server = ComfyServer(base, free_port(), LOG_DIR / f"{name}.log", frontend)
+    server.device = device
+    if fresh:
+        fresh_input(base / "input")
+    else:
+        server.models = make_models(base / "models")
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+# --------------------------------------------------------------------------------------------------
+# Auto Restore (issue 12): one random-weight checkpoint per official colour level, under its official name.
+
+LEVEL_DENOISE = {s: f"005_colorDN_DFWB_s128w8_SwinIR-M_noise{s}.pth" for s in (15, 25, 50)}
+LEVEL_JPEG = {q: f"006_colorCAR_DFWB_s126w7_SwinIR-M_jpeg{q}.pth" for q in (10, 20, 30, 40)}
+
+
+def write_level_models(swinir_dir: Path) -> tuple[dict[str, Path], list[Path]]:
+    """Every official colour denoise and JPEG level in swinir_dir (name -> path), and the files this call created
+    (those already there, such as make_models' noise15 and jpeg10, are kept as they are)."""
+    made: list[Path] = []
+    paths: dict[str, Path] = {}
+    for i, name in enumerate([*LEVEL_DENOISE.values(), *LEVEL_JPEG.values()]):
+        path = swinir_dir / name
+        if not path.exists():
+            jpeg = "CAR" in name
+            net = _spandrel_swinir(upscale=1, in_chans=3, img_size=126 if jpeg else 128, window_size=7 if jpeg else 8,
+                                   img_range=255.0 if jpeg else 1.0, upsampler="", seed=100 + i)
+            made.append(write_official_pth(path, net))
+        paths[name] = path
+    return paths, made
+
+
+def p_auto_restore(image_ref, scale=1.0, threshold=5.0, allow_download=False, **extra) -> dict:
+    inputs = {"image": image_ref, "scale": scale, "denoise_threshold": threshold, "allow_download": allow_download,
+              "tile_size": 0, "overlap": 32, "precision": "fp32"}
+    inputs.update(extra)
+    return {"class_type": "SwinIRAutoRestore", "inputs": inputs}
+
+
+def p_preview_text(ref) -> dict:
+    """ComfyUI's Preview Any: a STRING/FLOAT/INT output shows up in /history as outputs[node]['text']."""
+    return {"class_type": "PreviewAny", "inputs": {"source": ref}}
+
+
+def history_text(entry: dict, node_id: str) -> str:
+    return "".join(entry["outputs"][str(node_id)]["text"])

@@ -1,12 +1,15 @@
 """Fixtures for the ComfyUI integration tests (the harness itself is in comfy_harness.py).
 
-ComfyUI comes from scripts/get-comfyui.sh (into .comfyui/ComfyUI), Chromium from scripts/get-chromium.sh.
-Without them these tests skip with the reason; with SWINIR_REQUIRE_COMFY=1 (CI) they fail instead.
+ComfyUI comes from scripts/get-comfyui.sh (into .comfyui/ComfyUI), the newest frontend from scripts/get-frontend.sh,
+Chromium from scripts/get-chromium.sh. Without them these tests skip with the reason; with SWINIR_REQUIRE_COMFY=1
+(CI) they fail instead.
+
+`comfy` (the bundled frontend, with small test models) serves the node tests; `fresh_comfy` is a fresh install
+(the pack, no model added) served once per frontend in FRONTENDS, for the browser and template tests.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -16,42 +19,52 @@ from comfy_harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
     COMFY_DIR,
-    LOG_DIR,
-    PACK_DIR,
-    PACK_NAME,
-    ComfyServer,
-    free_port,
-    make_models,
+    FRONTENDS,
+    Frontend,
     missing,
     open_ui,
+    start_server,
 )
 
 
-@pytest.fixture(scope="session")
-def comfy(tmp_path_factory):
+def _server(tmp_path_factory, name: str, frontend: Frontend, fresh: bool):
+    """A ComfyUI 0.3.75 server with the pack linked in, from a fresh --base-directory; stopped afterwards."""
     if not (COMFY_DIR / "main.py").is_file():
         missing(f"ComfyUI not installed at {COMFY_DIR}; run scripts/get-comfyui.sh")
+    if frontend.missing_reason():
+        missing(frontend.missing_reason())
     try:
         import requests  # noqa: F401
     except ImportError:
         missing("requests is not installed (pip install -r requirements-test.txt)")
-    base = tmp_path_factory.mktemp("comfy")
-    for d in ("custom_nodes", "input", "output", "user", "temp", "models"):
-        (base / d).mkdir()
-    os.symlink(PACK_DIR, base / "custom_nodes" / PACK_NAME, target_is_directory=True)
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    server = ComfyServer(base, free_port(), LOG_DIR / "server.log")
-    server.models = make_models(base / "models")
+    base = tmp_path_factory.mktemp(name)
     try:
-        server.start()
+        server = start_server(base, name, frontend=frontend, fresh=fresh)
     except Exception as e:
-        server.stop()
         pytest.fail(str(e), pytrace=False)
     try:
         yield server
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory):
+    """The server for the node tests: the bundled frontend, with the small test models of make_models."""
+    yield from _server(tmp_path_factory, "server", FRONTENDS[0], fresh=False)
+
+
+@pytest.fixture(scope="session", params=FRONTENDS, ids=[f"frontend-{f.version}" for f in FRONTENDS])
+def frontend(request) -> Frontend:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def fresh_comfy(tmp_path_factory, frontend):
+    """A fresh install as a new user has it: ComfyUI 0.3.75 with the pack and no model added, served with
+    the frontend of the `frontend` parameter (the bundled 1.32.9, and the newest from PyPI)."""
+    yield from _server(tmp_path_factory, f"fresh-{frontend.version}", frontend, fresh=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -82,4 +95,11 @@ def browser():
 @pytest.fixture(scope="module")
 def ui(browser, comfy):
     with open_ui(browser, comfy) as page:
+        yield page
+
+
+@pytest.fixture(scope="module")
+def fresh_ui(browser, fresh_comfy):
+    """A tab on the fresh install, in the frontend under test."""
+    with open_ui(browser, fresh_comfy) as page:
         yield page

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from comfy_harness import DEFAULT_ENTRY, DENOISE_NAME, GRAY_DENOISE_NAME, JPEG_NAME, PACK_NAME, SPANDREL_SR_NAME
+from comfy_harness import ALL_WORKFLOWS, DEFAULT_ENTRY, DENOISE_NAME, GRAY_DENOISE_NAME, JPEG_NAME, PACK_NAME, SPANDREL_SR_NAME
 
 NODES = {
     "SwinIRModelLoader": "Load SwinIR Model",
@@ -89,8 +89,11 @@ def test_help_page_is_served(comfy, node_id):
 
 def test_workflows_are_listed_as_templates(comfy):
     listed = comfy.get("/workflow_templates").json()
-    names = ["upscale_x2", "denoise", "jpeg_cleanup", "chain_jpeg_denoise_upscale", "upscale_diffusion_output"]
+    names = [n.removesuffix(".json") for n in ALL_WORKFLOWS]
     assert sorted(listed[PACK_NAME]) == sorted(names)
     for name in names:
         r = comfy.get(f"/api/workflow_templates/{PACK_NAME}/{name}.json")
         assert r.status_code == 200 and r.json()["nodes"]
+        # The thumbnail the template browsers ask for.
+        r = comfy.get(f"/api/workflow_templates/{PACK_NAME}/{name}.jpg")
+        assert r.status_code == 200 and r.headers["Content-Type"] == "image/jpeg" and r.content[:2] == b"\xff\xd8"

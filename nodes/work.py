@@ -167,3 +167,96 @@ def unique_names(*lists: Iterable[str]) -> list[str]:
                 seen.add(n)
                 out.append(n)
     return out
+
+
+# --- Analyze Image and Auto Restore (issue 12): measure each image, choose its pipeline, run it --------------------
+
+import statistics  # noqa: E402
+from collections import Counter  # noqa: E402
+from typing import Mapping  # noqa: E402
+
+from ..swinir.estimate import Degradation, Pipeline, estimate_degradation, recommend, step_label, upscale_passes  # noqa: E402
+from ..swinir.estimate.recommend import STEP_TITLES  # noqa: E402
+
+
+def analyse_images(images: torch.Tensor) -> list[Degradation]:
+    """One Degradation per image of a BHWC batch."""
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    return estimate_degradation(images.movedim(-1, 1))
+
+
+def batch_levels(found: list[Degradation]) -> tuple[float, int]:
+    """(noise sigma, JPEG quality or 0) for a batch: the image's own for one image; for a batch (video frames),
+    the median sigma and the most common quality (0 when most frames show no JPEG grid)."""
+    sigma = float(statistics.median(d.noise_sigma for d in found))
+    quality = Counter(d.jpeg_quality or 0 for d in found).most_common(1)[0][0]
+    return round(sigma, 2), int(quality)
+
+
+def analysis_text(found: list[Degradation]) -> str:
+    if len(found) == 1:
+        return found[0].description
+    return "\n".join(f"image {i}/{len(found)}: {d.description}" for i, d in enumerate(found, 1))
+
+
+def plan_images(found: list[Degradation], scale: float, available: list[str], threshold: float) -> list[Pipeline]:
+    return [recommend(d, scale, available, threshold) for d in found]
+
+
+def auto_restore(
+    images: torch.Tensor,
+    found: list[Degradation],
+    pipelines: list[Pipeline],
+    *,
+    load: Callable[[str], object],
+    run: Callable[[object, torch.Tensor, str], torch.Tensor],
+    overrides: Mapping[str, object] | None = None,
+) -> tuple[torch.Tensor, str]:
+    """Run each image's pipeline (BHWC in, BHWC out at round(scale x size)); returns the images and the info text
+    saying what was found, what ran and why.
+
+    `load(name)` gives the model of a name in the pipelines; `run(model, image, family)` restores a 1-image BHWC
+    batch; `overrides` maps 'jpeg' / 'denoise' / 'upscale' to a model the user connected, used for that task
+    whenever the image needs it.
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    scale = pipelines[0].scale if pipelines else 1.0
+    height, width = max(1, round(images.shape[1] * scale)), max(1, round(images.shape[2] * scale))
+    loaded: dict[str, object] = {}
+    outputs, lines = [], []
+    for i, (image, degradation, pipeline) in enumerate(zip(images, found, pipelines), 1):
+        x = image.unsqueeze(0)
+        head = f"image {i}/{len(found)}: " if len(found) > 1 else ""
+        lines.append(f"{head}found {degradation.description}")
+        chosen = {step.task: step for step in pipeline.steps}
+        ran = 0
+        for task in pipeline.wanted:
+            if task in overrides:
+                model, name, why = overrides[task], f"the connected {STEP_TITLES[task]} model", "connected by you"
+            elif task in chosen:
+                step = chosen[task]
+                if step.model not in loaded:
+                    loaded[step.model] = load(step.model)
+                model, name, why = loaded[step.model], step.model, step.reason
+            else:
+                continue  # no model for it: the pipeline's note says so
+            model_scale = int(model.config.scale)
+            passes = upscale_passes(scale, model_scale) if task == "upscale" else 1
+            for _ in range(passes):
+                x = run(model, x, "sr" if task == "upscale" else task)
+            ran += 1
+            lines.append(f"  ran {step_label(task, model_scale, passes)} with {name}: {why}")
+        if x.shape[1] != height or x.shape[2] != width:
+            if "upscale" not in chosen and "upscale" not in overrides:
+                lines.append(f"  resized to x{scale:g} with bicubic: no super-resolution model available")
+            x = resize(x, height, width)
+        replaced = {note for task, note in pipeline.unavailable if task in overrides}
+        lines.extend(f"  note: {note}" for note in pipeline.notes if note not in replaced)
+        if not ran:
+            lines.append("  nothing run: " + ("no JPEG grid, noise at or below the threshold, scale 1"
+                                            if not pipeline.wanted else "no model available for what it needs"))
+        outputs.append(x.to(torch.float32).cpu())
+    return torch.cat(outputs), "\n".join(lines)

@@ -28,6 +28,8 @@ _held: dict[str, int] = {}
 _limits: dict[str, int] = {}
 _limit_override: int | None = None
 _stats = {"hits": 0, "misses": 0, "evictions": 0}
+# owner id -> keys (per device) of the entries made for it, so they go when the owner (a module) is freed.
+_owned: dict[int, set[tuple[str, tuple]]] = {}
 
 
 def _device_key(device: torch.device | str) -> str:
@@ -80,7 +82,7 @@ def _evict(key: str, limit: int) -> None:
         _stats["evictions"] += 1
 
 
-def cached(key: tuple, device: torch.device | str, build: Callable[[], T]) -> T:
+def cached(key: tuple, device: torch.device | str, build: Callable[[], T], owner: int | None = None) -> T:
     """The value stored under `key` for `device`, built (outside inference mode, so later training passes can use
     it, and without autograd: a cached mask that required grad would bar the fused attention kernels) and stored
     when missing. A value larger than the device's limit is returned without being stored."""
@@ -104,8 +106,20 @@ def cached(key: tuple, device: torch.device | str, build: Callable[[], T]) -> T:
             if key not in entries:
                 entries[key] = (value, size)
                 _held[dkey] = _held.get(dkey, 0) + size
+                if owner is not None:
+                    _owned.setdefault(owner, set()).add((dkey, key))
                 _evict(dkey, limit)
     return value
+
+
+def forget(owner: int) -> None:
+    """Drop the entries made for `owner` (called when a model's attention module is freed: entries keyed on its
+    weights could never be hit again)."""
+    with _lock:
+        for dkey, key in _owned.pop(owner, ()):
+            hit = _entries.get(dkey, {}).pop(key, None)
+            if hit is not None:
+                _held[dkey] -= hit[1]
 
 
 def clear_caches(device: torch.device | str | None = None) -> None:
@@ -115,6 +129,8 @@ def clear_caches(device: torch.device | str | None = None) -> None:
         for key in keys:
             _entries.pop(key, None)
             _held.pop(key, None)
+        for owned in _owned.values():
+            owned.difference_update({k for k in owned if k[0] in keys})
 
 
 def cached_bytes() -> dict[str, int]:

@@ -54,16 +54,23 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     from safetensors import SafetensorError, safe_open
 
     size = path.stat().st_size
+    corrupt = f"{path}: corrupt safetensors header; the file is damaged, download it again"
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
+        if 8 + n > size:
+            raise CheckpointError(
+                f"{path}: truncated safetensors file ({size} bytes, its header alone claims {8 + n}); "
+                "download or convert it again"
+            )
         try:
             header = json.loads(f.read(n))
-        except (ValueError, UnicodeDecodeError):
-            raise CheckpointError(f"{path}: corrupt safetensors header; the file is damaged, download it again") from None
+        # RecursionError: a header of deeply nested brackets.
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise CheckpointError(corrupt) from None
     try:
         ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
-    except (KeyError, TypeError, IndexError, ValueError, AttributeError):
-        raise CheckpointError(f"{path}: corrupt safetensors header; the file is damaged, download it again") from None
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError, OverflowError):  # Overflow: Infinity
+        raise CheckpointError(corrupt) from None
     if 8 + n + max(ends, default=0) > size:
         raise CheckpointError(
             f"{path}: truncated safetensors file ({size} bytes, the header describes {8 + n + max(ends)}); "
@@ -77,21 +84,91 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         raise CheckpointError(f"{path}: corrupt safetensors file ({e}); download or convert it again") from None
 
 
-def _read_torch(path: Path) -> dict:
+def _check_zip_records(path: Path) -> None:
+    """Refuse compressed or oversized zip entries before torch.load reads them: torch.save never compresses, and
+    PyTorch's reader allocates an entry's claimed uncompressed size up front (a few KB could claim 100 GB)."""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error, OverflowError, NotImplementedError):
+        raise CheckpointError(
+            f"{path}: corrupt or truncated PyTorch file (unreadable zip directory); download it again"
+        ) from None
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(
+                f"{path}: refused to load: entry {info.filename!r} is compressed ({info.compress_size} bytes, "
+                f"{info.file_size} unpacked), which PyTorch checkpoints never are; the file is damaged or not a "
+                "checkpoint, download it again"
+            )
+        if info.compress_size != info.file_size:
+            raise CheckpointError(
+                f"{path}: corrupt PyTorch file (entry {info.filename!r} is stored as {info.compress_size} bytes but "
+                f"claims {info.file_size}); download it again"
+            )
+        if info.header_offset + info.file_size > size:
+            raise CheckpointError(
+                f"{path}: truncated PyTorch file (entry {info.filename!r} ends past the file's {size} bytes); "
+                "download it again"
+            )
+
+
+def _legacy_storage_bytes(f) -> int:
+    """Bytes a legacy (pre-zip) torch file's pickle claims for its storages, found without allocating them: the
+    legacy loader allocates each claimed size before it reads the data. -1 when this torch has no fake tensors."""
+    try:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+    except ImportError:
+        return -1
+    with FakeTensorMode():
+        obj = torch.load(f, map_location="cpu", weights_only=True)
+    storages, seen, todo = {}, set(), [obj]
+    while todo:  # iterative: a crafted pickle can nest far deeper than the recursion limit
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            storages[id(storage)] = storage.nbytes()
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple, set)):
+            todo.extend(item)
+    return sum(storages.values())
+
+
+def _read_torch(path: Path, kind: str) -> dict:
+    size = path.stat().st_size
     try:
         # A file object, not the path: torch.load would hand a file named *.safetensors to safetensors itself.
         with open(path, "rb") as f:
+            if kind == "torch-zip":
+                _check_zip_records(path)
+            else:
+                claimed = _legacy_storage_bytes(f)
+                if claimed > size:
+                    raise CheckpointError(
+                        f"{path}: corrupt PyTorch file (its tensors claim {claimed} bytes of data, the file has "
+                        f"{size}); download it again"
+                    )
+            f.seek(0)
             obj = torch.load(f, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{path}: refused to load: the file contains Python objects other than tensors, which could run code "
-            f"({str(e).splitlines()[-1][:200]}). Only plain weight files are accepted; convert it in a trusted "
-            "environment with `python -m swinir convert`"
+            f"({str(e).splitlines()[-1][:200] if str(e) else type(e).__name__}). Only plain weight files are "
+            "accepted; convert it in a trusted environment with `python -m swinir convert`"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(
-            f"{path}: corrupt or truncated PyTorch file ({str(e).splitlines()[0][:200]}); download it again"
-        ) from None
+    # torch.load's restricted unpickler calls its allowed functions with whatever arguments a damaged stream holds, so
+    # such a file raises any type of exception (the fuzzer, tests/test_fuzz.py, met TypeError, IndexError,
+    # AttributeError and KeyError besides the RuntimeError and EOFError of a truncated file): all mean "unreadable".
+    except Exception as e:  # noqa: BLE001
+        first = str(e).splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: corrupt or truncated PyTorch file ({first}); download it again") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors")
     return obj
@@ -99,7 +176,7 @@ def _read_torch(path: Path) -> dict:
 
 def _pick_wrapped(obj: dict) -> dict:
     if isinstance(obj.get("params"), dict) and isinstance(obj.get("params_ema"), dict):
-        real_sr = any(k.removeprefix("module.") == "conv_up1.weight" for k in obj["params_ema"])
+        real_sr = any(isinstance(k, str) and k.removeprefix("module.") == "conv_up1.weight" for k in obj["params_ema"])
         return obj["params_ema"] if real_sr else obj["params"]
     for key in WRAPPER_KEYS:
         if isinstance(obj.get(key), dict):
@@ -116,11 +193,32 @@ def unwrap_state_dict(obj: dict, name: str) -> dict[str, torch.Tensor]:
             raise CheckpointError(
                 f"{name}: entry {key!r} is a {type(value).__name__}, not a tensor; this is not a plain state dict"
             )
+        if not isinstance(key, str):
+            raise CheckpointError(
+                f"{name}: has a tensor named by a {type(key).__name__} ({key!r}); this is not a plain state dict"
+            )
         key = key.removeprefix("module.")
         if key.rsplit(".", 1)[-1] in RECOMPUTED:
             continue
+        if value.layout != torch.strided or not value.is_floating_point() or value.is_meta:
+            raise CheckpointError(
+                f"{name}: entry {key!r} is a {value.layout} {value.dtype} tensor; SwinIR weights are dense floating "
+                "point, so the file is damaged or not a SwinIR model"
+            )
         sd[key] = value
     return sd
+
+
+def _check_data_size(sd: dict[str, torch.Tensor], path: Path) -> None:
+    """Weights claiming more bytes than the file holds (a stride-0 view of a tiny storage, say) are refused before a
+    network of their claimed size is allocated."""
+    claimed = sum(v.numel() * v.element_size() for v in sd.values())
+    size = path.stat().st_size
+    if claimed > size:
+        raise CheckpointError(
+            f"{path}: corrupt checkpoint (its tensors claim {claimed} bytes of weights, the file holds {size}); "
+            "download or convert it again"
+        )
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -132,8 +230,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if kind == "safetensors":
         raw, meta = _read_safetensors(path)
     else:
-        raw, meta = _read_torch(path), {}
-    return unwrap_state_dict(raw, path.name), meta
+        raw, meta = _read_torch(path, kind), {}
+    sd = unwrap_state_dict(raw, path.name)
+    _check_data_size(sd, path)
+    return sd, meta
 
 
 ARCH_FIELDS = (
@@ -143,12 +243,19 @@ ARCH_FIELDS = (
 
 
 def config_from(sd: dict[str, torch.Tensor], meta: dict[str, str], name: str | None) -> SwinIRConfig:
-    inferred = infer_config(sd, name)
+    try:
+        inferred = infer_config(sd, name)
+    except (KeyError, IndexError, ValueError, ZeroDivisionError, OverflowError) as e:
+        # Shapes of a damaged file: a missing block, a 1-D bias table, a head count of zero, ...
+        raise CheckpointError(
+            f"{name or 'state dict'}: the tensor shapes do not form a SwinIR network ({type(e).__name__}: {e}); "
+            "the file is damaged or not a SwinIR model"
+        ) from None
     if meta.get("format") != FORMAT_TAG:
         return inferred
     try:
         stored = SwinIRConfig.from_metadata(meta)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, ZeroDivisionError) as e:
         raise CheckpointError(f"{name}: malformed SwinIR metadata ({e}); convert the file again") from None
     if stored.is_sr != inferred.is_sr:
         raise CheckpointError(
@@ -171,22 +278,40 @@ def model_from_state_dict(
     return _build(unwrap_state_dict(dict(sd), name or "state dict"), name, meta or {})
 
 
+def _check_layout(sd: dict[str, torch.Tensor], config: SwinIRConfig, label: str) -> None:
+    """Every tensor has the shape the inferred network needs, checked on a network without storage (meta device):
+    a damaged tensor table cannot make us allocate a network of the size it claims (1e6 channels, say)."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in SwinIR(config).state_dict().items()}
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{label}: does not match the SwinIR layout inferred from it "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); the file may be damaged"
+        )
+    for key, shape in expected.items():
+        if tuple(sd[key].shape) != shape:
+            raise CheckpointError(
+                f"{label}: weights do not fit the SwinIR layout inferred from them ({key} has shape "
+                f"{tuple(sd[key].shape)}, the layout needs {shape}); the file may be damaged"
+            )
+
+
 def _build(sd: dict[str, torch.Tensor], name: str | None, meta: dict[str, str]) -> SwinIR:
     """The model of an already unwrapped state dict."""
+    label = name or "state dict"
     config = config_from(sd, meta, name)
+    _check_layout(sd, config, label)
     model = SwinIR(config)
     try:
-        result = model.load_state_dict(sd, strict=False)
+        model.load_state_dict(sd)
     except RuntimeError as e:
         raise CheckpointError(
-            f"{name or 'state dict'}: weights do not fit the SwinIR layout inferred from them "
-            f"({str(e).splitlines()[-1].strip()[:200]}); the file may be damaged"
+            f"{label}: weights do not fit the SwinIR layout inferred from them "
+            f"({str(e).strip().splitlines()[-1].strip()[:200] if str(e).strip() else type(e).__name__}); "
+            "the file may be damaged"
         ) from None
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{name or 'state dict'}: does not match the SwinIR layout inferred from it "
-            f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}); the file may be damaged"
-        )
     return model.eval().requires_grad_(False)
 
 

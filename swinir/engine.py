@@ -47,7 +47,9 @@ def check_images(images: torch.Tensor, scale: int = 1) -> None:
         raise InputError(f"images must be a torch.Tensor, got {type(images).__name__}")
     if images.layout != torch.strided or images.is_meta:
         what = "meta" if images.is_meta else str(images.layout).removeprefix("torch.")
-        raise InputError(f"images must be a dense tensor holding data, got a {what} tensor; convert it first (.to_dense())")
+        raise InputError(
+            f"images must be a dense tensor holding data, got a {what} tensor; convert it first (.to_dense())"
+        )
     if images.dim() != 4:
         raise InputError(f"images must be NCHW (4 dimensions), got shape {tuple(images.shape)}")
     n, c, h, w = images.shape

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import windows
-from .cache import cached
+from .cache import cached, forget
 from .config import RGB_MEAN, SwinIRConfig
 
 # One switch between the fused attention kernel and the plain matmul-softmax path (kept for verification).
@@ -69,6 +70,9 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self._cache_id = next(_module_ids)
+        # Entries keyed on these weights go with the module (a model reloaded per prompt would otherwise leave
+        # them to fill the cache until evicted).
+        weakref.finalize(self, forget, self._cache_id)
 
     def _weights_key(self, *params: torch.Tensor) -> tuple | None:
         """Identity of the current weights for a cache key; None while they may change under autograd or cannot be
@@ -101,7 +105,7 @@ class WindowAttention(nn.Module):
         key = self._weights_key(table)
         if key is None:
             return build()
-        return cached(("masks", key, shifted, dtype, align), table.device, build)
+        return cached(("masks", key, shifted, dtype, align), table.device, build, owner=self._cache_id)
 
     def padded_weights(self, head_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """qkv weight and bias and proj weight with each head's dim zero-padded to `head_dim`: the extra q and k
@@ -122,7 +126,7 @@ class WindowAttention(nn.Module):
         key = self._weights_key(qw, qb, pw)
         if key is None:
             return build()
-        return cached(("padded", key, head_dim, dtype), qw.device, build)
+        return cached(("padded", key, head_dim, dtype), qw.device, build, owner=self._cache_id)
 
     def forward(self, x: torch.Tensor, layout: windows.WindowLayout) -> torch.Tensor:
         """x: (B, L, C) tokens in `layout` order; returns the same shape and order."""

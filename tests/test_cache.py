@@ -128,3 +128,19 @@ def test_default_limit_is_small_and_a_share_of_the_budget():
     assert cache.limit_for(cpu) <= cache.BUDGET_SHARE * memory.device_share(cpu) + 1
     # The engine's activation budget leaves room for what the cache may hold.
     assert memory.memory_budget(cpu) == memory.device_share(cpu) - cache.limit_for(cpu)
+
+
+def test_entries_of_a_freed_model_go_with_it():
+    """A model reloaded for every prompt leaves no masks behind: entries keyed on its weights go when it is freed."""
+    x = torch.rand(1, 3, 40, 40)
+    torch.manual_seed(1)
+    first = swinir.SwinIR(CONFIG).eval()
+    swinir.restore(first, x, memory_budget=1 << 40)
+    with_first = cache.cached_bytes()["cpu"]
+    second = swinir.SwinIR(CONFIG).eval()
+    swinir.restore(second, x, memory_budget=1 << 40)
+    with_both = cache.cached_bytes()["cpu"]
+    assert with_both > with_first  # the second model's masks; the layouts of the size are shared
+    del second
+    gc.collect()
+    assert cache.cached_bytes()["cpu"] == with_first

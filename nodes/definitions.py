@@ -205,3 +205,99 @@ class SwinIRExtension(ComfyExtension):
         runtime.install_cache_hooks()
         runtime.add_routes()
         return list(NODES)
+
+
+# --- Analyze Image and Auto Restore (issue 12) ---------------------------------------------------------------------
+
+
+class SwinIRAnalyzeImage(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SwinIRAnalyzeImage",
+            display_name="SwinIR Analyze Image",
+            category=CATEGORY,
+            description=(
+                "Measures an image's noise level (sigma on the 0-255 scale) and whether it carries a JPEG 8x8 block "
+                "grid, with the JPEG quality (IJG 1-100) it was saved at, from the pixels alone (also after a crop). "
+                "Use it to pick the denoise or JPEG model of the right level, or let 'SwinIR Auto Restore' do it."
+            ),
+            inputs=[io.Image.Input("image", tooltip="The image or batch of images to measure.")],
+            outputs=[
+                io.Float.Output(display_name="noise_sigma", tooltip=(
+                    "Noise standard deviation on the 0-255 scale (0 for a flat or tiny image). For a batch: the "
+                    "median over the images.")),
+                io.Int.Output(display_name="jpeg_quality", tooltip=(
+                    "IJG JPEG quality the image was saved at, 0 when no JPEG grid is found. For a batch: the most "
+                    "common value.")),
+                io.String.Output(display_name="info", tooltip="One line per image: what was measured, with notes."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image) -> io.NodeOutput:
+        found = work.analyse_images(image)
+        sigma, quality = work.batch_levels(found)
+        return io.NodeOutput(sigma, quality, work.analysis_text(found))
+
+
+class SwinIRAutoRestore(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SwinIRAutoRestore",
+            display_name="SwinIR Auto Restore",
+            category=CATEGORY,
+            description=(
+                "Measures each image (noise level, JPEG quality) and restores it with the models that fit: JPEG "
+                "cleanup when a JPEG grid is found, denoising when the noise is above the threshold, then the "
+                "upscale to the target scale. Each step takes the official model of the nearest level when it is on "
+                "disk (or may be downloaded), else the pack's blind defaults; 'info' says what was found, what ran "
+                "and why. Images of a batch are decided one by one."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="The image or batch of images to restore."),
+                io.Float.Input("scale", default=2.0, min=1.0, max=8.0, step=0.05, tooltip=(
+                    "Final size as a factor of the input. 1 = no upscale (cleanup only); the best super-resolution "
+                    "model available is used, then an antialiased resize to the exact factor.")),
+                io.Float.Input("denoise_threshold", default=5.0, min=0.0, max=50.0, step=0.5, tooltip=(
+                    "Denoise only when the measured noise sigma (0-255 scale) is above this. Clean photos measure "
+                    "about 0.5-3.")),
+                io.Boolean.Input("allow_download", default=False, tooltip=(
+                    "Also choose official models that are not on disk yet; they are downloaded into models/swinir/ "
+                    "when first needed (checked against the published sha256).")),
+                *_common_inputs()[2:],  # tile_size, overlap, precision
+                SwinIRModel.Input("jpeg_model", optional=True, tooltip=(
+                    "Optional: a JPEG-artifact removal model to use whenever an image needs JPEG cleanup, instead of "
+                    "the automatic choice.")),
+                SwinIRModel.Input("denoise_model", optional=True, tooltip=(
+                    "Optional: a denoising model to use whenever an image needs denoising.")),
+                SwinIRModel.Input("upscale_model", optional=True, tooltip=(
+                    "Optional: a super-resolution model for the upscale (run as often as needed to reach the "
+                    "scale).")),
+            ],
+            outputs=[
+                io.Image.Output(tooltip="The restored image(s), scale times the input size."),
+                io.String.Output(display_name="info", tooltip=(
+                    "Per image: the noise and JPEG quality found, each model run and why, and notes (e.g. a model "
+                    "worth downloading).")),
+            ],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, allow_download=False, **kwargs):
+        # Decide again when the models on disk change (ComfyUI otherwise reuses the last result).
+        return tuple(runtime.auto_available(bool(allow_download)))
+
+    @classmethod
+    def execute(cls, image, scale, denoise_threshold, allow_download, tile_size, overlap, precision,
+                jpeg_model=None, denoise_model=None, upscale_model=None) -> io.NodeOutput:
+        out, info = runtime.auto_restore(
+            image, scale=scale, threshold=denoise_threshold, allow_download=allow_download,
+            overrides={"jpeg": jpeg_model, "denoise": denoise_model, "upscale": upscale_model},
+            tile_size=tile_size, overlap=overlap, precision=precision,
+        )
+        return io.NodeOutput(out, info)
+
+
+NODES += [SwinIRAnalyzeImage, SwinIRAutoRestore]

@@ -242,3 +242,32 @@ def run(model, images: torch.Tensor, family: str, *, tile_size: int, overlap: in
     finally:
         model.to(mm.unet_offload_device())
         mm.soft_empty_cache()
+
+
+# --- Analyze Image and Auto Restore (issue 12) ---------------------------------------------------------------------
+
+
+def auto_available(allow_download: bool) -> list[str]:
+    """Names Auto Restore may pick from: the pack's defaults, the files in models/swinir/ and models/upscale_models/,
+    and, when downloads are allowed, every official file not on disk yet (load_model fetches it)."""
+    names = list(default_entries())
+    for folder in (MODEL_FOLDER, "upscale_models"):
+        try:
+            names += folder_paths.get_filename_list(folder)
+        except KeyError:
+            pass
+    if allow_download:
+        names += [entry.file for entry in downloadable_entries()]
+    return work.unique_names(names)
+
+
+def auto_restore(images, *, scale, threshold, allow_download, overrides, tile_size, overlap, precision):
+    """Measure, choose and run per image (the work is in work.auto_restore); returns (images, info)."""
+    found = work.analyse_images(images)
+    pipelines = work.plan_images(found, float(scale), auto_available(bool(allow_download)), float(threshold))
+
+    def run_step(model, image, family):
+        return run(model, image, family, tile_size=tile_size, overlap=overlap, precision=precision)
+
+    return work.auto_restore(images, found, pipelines, load=lambda name: load_model(name)[0], run=run_step,
+                             overrides=overrides)

@@ -12,6 +12,7 @@ from .infer import infer_config
 from .model_ref import default_model_path, resolve_model
 from .network import SwinIR
 from .engine import restore
+from .estimate import estimate_degradation
 
 __all__ = [
     "Cancelled", "CheckpointError", "cached_bytes", "clear_caches", "InputError", "SwinIR", "SwinIRConfig", "SwinIRError",

@@ -1,11 +1,14 @@
-"""CPU speed by tile size: the measurements behind `swinir/autotile.py`, and the check of its rule.
+"""CPU speed by tile size: the measurements behind the engine's auto tile (`swinir.engine.auto_tile`) and the check of
+its rule.
 
-    python bench/bench_tiles.py --sweep [--family S M] [--sides 128 192 256 384 512 768]
-        time per pixel of one forward pass by input side (interleaved, medians): where the cache knee is
-    python bench/bench_tiles.py --compare [--sizes 768 1024 2048] [--repeats 3]
-        the default model on size² images: auto against fixed tiles 128/192/256/384 and the whole image
-        (memory-bound auto, the rule before the cache cap, where the whole image does not fit the budget),
-        interleaved, medians, ratios; with --memory, each configuration's peak RSS in a fresh process
+    python bench/bench_tiles.py --sweep [--family S M] [--sides 128 192 256 384 512 768] [--raw]
+        time per pixel of one whole-image pass by input side (interleaved, medians), through the engine or, with
+        --raw, the bare forward pass: whether smaller inputs run faster per pixel
+    python bench/bench_tiles.py --compare [--sizes 768 1024 2048] [--repeats 3] [--memory --baseline-root DIR]
+        the default model on size² images: auto against fixed tiles 128/192/256/384 and the whole image (where the
+        whole image does not fit the memory budget: the largest tile that does), interleaved, medians, ratios;
+        with --memory, the peak RSS of auto in a fresh process, and of auto in another checkout (--baseline-root,
+        e.g. the code before this change: "today's auto")
     python bench/bench_tiles.py --compile [--tile 256]
         torch.compile against eager at one fixed tile size: compile time and median seconds per tile
 
@@ -27,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import swinir  # noqa: E402
-from swinir import autotile, memory  # noqa: E402
+from swinir import memory  # noqa: E402
+from swinir.engine import auto_tile  # noqa: E402
 from swinir.tiling import plan_tiles  # noqa: E402
 
 from bench.bench_memory import RSS, run_child  # noqa: E402
@@ -43,47 +47,61 @@ def family_model(name: str) -> swinir.SwinIR:
     return swinir.SwinIR(swinir.SwinIRConfig(**M_X2)).eval()
 
 
-def sweep(families: list[str], sides: list[int], repeats: int) -> None:
-    cache = autotile.last_level_cache_bytes()
-    print(f"threads {torch.get_num_threads()}, last-level cache {cache and cache >> 20} MiB")
-    print("| network | input | activation MB | activation / cache | median s | s per Mpx |")
-    print("|---|---|---|---|---|---|")
+def sweep(families: list[str], sides: list[int], repeats: int, raw: bool) -> None:
+    print(f"threads {torch.get_num_threads()}, last-level cache {last_level_cache_mib()} MiB, "
+          f"{'bare forward passes' if raw else 'whole-image engine runs'}")
+    print("| network | input | activation MB | median s | s per Mpx |")
+    print("|---|---|---|---|---|")
     for fam in families:
         model = family_model(fam)
         times: dict[int, list[float]] = {s: [] for s in sides}
+        # Through the engine as one whole-image pass (so with its CPU allocator setting), or with --raw the bare
+        # forward pass.
+        run = (lambda x: model(x)) if raw else (lambda x: swinir.restore(model, x, tile=None, memory_budget=1 << 40))
         with torch.inference_mode():
-            model(torch.rand(1, 3, 64, 64))
+            run(torch.rand(1, 3, 64, 64))
             for _ in range(repeats):
                 for side in sides:
                     x = torch.rand(1, 3, side, side)
                     t = time.perf_counter()
-                    model(x)
+                    run(x)
                     times[side].append(time.perf_counter() - t)
         for side in sides:
             act = side * side * model.config.embed_dim * 4
             med = statistics.median(times[side])
-            ratio = f"{act / cache:.2f}" if cache else "?"
-            print(f"| {fam} | {side}² | {act / 1e6:.1f} | {ratio} | {med:.2f} | {med / side ** 2 * 1e6:.1f} |",
-                  flush=True)
+            print(f"| {fam} | {side}² | {act / 1e6:.1f} | {med:.2f} | {med / side ** 2 * 1e6:.1f} |", flush=True)
+
+
+def last_level_cache_mib() -> int | None:
+    sizes = []
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            if (index / "type").read_text().strip() in ("Unified", "Data"):
+                sizes.append(int((index / "size").read_text().strip().rstrip("K")) >> 10)
+        except (OSError, ValueError):
+            pass
+    return max(sizes, default=None)
 
 
 def configurations(model: swinir.SwinIR, size: int) -> list[tuple[str, object]]:
     """(label, tile argument) for one image size: auto, the fixed tiles, and the whole image or, where that does
-    not fit the memory budget, the memory-bound tile the rule chose before the cache cap."""
+    not fit the memory budget, the largest tile that does."""
     cfg = model.config
-    budget = memory.memory_budget(torch.device("cpu"))
     padded = -(-size // cfg.window_size) * cfg.window_size
-    whole = autotile.memory_tile(cfg, padded, padded, budget, torch.float32)
-    label = "whole image" if whole >= padded else f"memory-bound {whole} (auto before)"
-    return [("auto", "auto"), *((f"tile {t}", t) for t in FIXED), (label, whole)]
+    budget = memory.memory_budget(torch.device("cpu"))
+    if memory.estimate_bytes(cfg, padded * padded) <= budget:
+        last = ("whole image", padded)
+    else:
+        largest = int(memory.largest_tile_pixels(cfg, budget) ** 0.5) // cfg.window_size * cfg.window_size
+        last = (f"largest that fits memory ({largest})", largest)
+    return [("auto", "auto"), *((f"tile {t}", t) for t in FIXED), last]
 
 
 def describe_plan(model: swinir.SwinIR, size: int, tile) -> str:
     cfg = model.config
     padded = -(-size // cfg.window_size) * cfg.window_size
     if tile == "auto":
-        tile = autotile.auto_tile(cfg, padded, padded, memory.memory_budget(torch.device("cpu")), torch.float32,
-                                  torch.device("cpu"))
+        tile = auto_tile(cfg, padded, padded, memory.memory_budget(torch.device("cpu")), torch.float32)
     plan = plan_tiles(padded, padded, tile, 4 * cfg.window_size, cfg.window_size)
     return f"{len(plan)} x {plan.tile_height}²"
 
@@ -102,11 +120,10 @@ print(json.dumps(dict(peak=rss(), base=base)))
 """
 
 
-def compare(sizes: list[int], repeats: int, with_memory: bool, threads: int) -> None:
+def compare(sizes: list[int], repeats: int, with_memory: bool, threads: int, large_repeats: int | None,
+            baseline: Path | None) -> None:
     model = family_model("S")
-    cache = autotile.last_level_cache_bytes()
-    print(f"threads {threads}, last-level cache {cache and cache >> 20} MiB, "
-          f"auto cache cap {autotile.cache_tile(model.config, torch.float32, cache)} px")
+    print(f"threads {threads}, last-level cache {last_level_cache_mib()} MiB")
     header = "| input | configuration | plan | median s | vs best |" + (" peak RSS GiB |" if with_memory else "")
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
@@ -114,7 +131,7 @@ def compare(sizes: list[int], repeats: int, with_memory: bool, threads: int) -> 
         configs = configurations(model, size)
         times: dict[str, list[float]] = {label: [] for label, _ in configs}
         x = torch.rand(1, 3, size, size)
-        for _ in range(repeats):
+        for _ in range(repeats if size <= 1024 or large_repeats is None else large_repeats):
             for label, tile in configs:
                 t = time.perf_counter()
                 swinir.restore(model, x, tile=tile)
@@ -124,10 +141,15 @@ def compare(sizes: list[int], repeats: int, with_memory: bool, threads: int) -> 
         for label, tile in configs:
             row = (f"| {size}² | {label} | {describe_plan(model, size, tile)} | {medians[label]:.1f} | "
                    f"{medians[label] / best:.3f} |")
-            if with_memory:
+            if with_memory and label == "auto":
                 r = run_child(PEAK_CHILD.format(root=str(ROOT), rss=RSS, threads=threads, size=size, tile=tile))
                 row += f" {r['peak'] / 2**30:.2f} |"
+            elif with_memory:
+                row += " |"
             print(row, flush=True)
+        if with_memory and baseline is not None:
+            r = run_child(PEAK_CHILD.format(root=str(baseline), rss=RSS, threads=threads, size=size, tile="auto"))
+            print(f"| {size}² | auto of {baseline} (peak only) | | | | {r['peak'] / 2**30:.2f} |", flush=True)
         print(f"| {size}² | **auto / best fixed** | | | **{medians['auto'] / best:.3f}** |" +
               (" |" if with_memory else ""), flush=True)
 
@@ -165,14 +187,18 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[768, 1024, 2048])
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--memory", action="store_true", help="with --compare: peak RSS of each configuration")
+    ap.add_argument("--large-repeats", type=int, default=None,
+                    help="with --compare: repeats for sizes above 1024 (default: --repeats)")
+    ap.add_argument("--memory", action="store_true", help="with --compare: peak RSS of auto")
+    ap.add_argument("--baseline-root", type=Path, help="with --memory: also auto's peak RSS in this other checkout")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--raw", action="store_true", help="with --sweep: bare forward passes instead of the engine")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.sweep:
-        sweep(args.family, args.sides, args.repeats)
+        sweep(args.family, args.sides, args.repeats, args.raw)
     elif args.compare:
-        compare(args.sizes, args.repeats, args.memory, args.threads)
+        compare(args.sizes, args.repeats, args.memory, args.threads, args.large_repeats, args.baseline_root)
     else:
         compile_check(args.tile, args.repeats)
 

@@ -720,7 +720,7 @@ def section_memory(ctx: Context) -> dict:
             kw = {"tile": None} if tile == "auto" else {"tile": tile, "tile_batch": 1}
             peak, seconds, _ = peak_growth(ctx.device, lambda: swinir.restore(
                 model, x, precision=precision, device=ctx.device, progress=lambda d, n: seen.append(n), **kw))
-            size = _resolve_tile(None if tile == "auto" else tile, cfg, padded, padded, budget, dtype, ctx.device)
+            size = _resolve_tile(None if tile == "auto" else tile, cfg, padded, padded, budget, dtype)
             plan = plan_tiles(padded, padded, size, default_overlap(window), window)
             tile_pixels = plan.tile_height * plan.tile_width
             estimate = memory.estimate_bytes(cfg, tile_pixels, dtype)

@@ -189,25 +189,6 @@ class SwinIRJPEGCleanup(io.ComfyNode):
         return io.NodeOutput(work.blend(image, out, strength))
 
 
-NODES = [
-    SwinIRModelLoader,
-    SwinIRFromUpscaleModel,
-    SwinIRUpscale,
-    SwinIRDenoise,
-    SwinIRJPEGCleanup,
-]
-
-
-class SwinIRExtension(ComfyExtension):
-    @override
-    async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        runtime.register_model_folder()
-        runtime.install_cache_hooks()
-        runtime.add_routes()
-        return list(NODES)
-
-
-# --- Analyze Image and Auto Restore (issue 12) ---------------------------------------------------------------------
 
 
 class SwinIRAnalyzeImage(io.ComfyNode):
@@ -300,4 +281,21 @@ class SwinIRAutoRestore(io.ComfyNode):
         return io.NodeOutput(out, info)
 
 
-NODES += [SwinIRAnalyzeImage, SwinIRAutoRestore]
+NODES = [
+    SwinIRModelLoader,
+    SwinIRFromUpscaleModel,
+    SwinIRUpscale,
+    SwinIRDenoise,
+    SwinIRJPEGCleanup,
+    SwinIRAnalyzeImage,
+    SwinIRAutoRestore,
+]
+
+
+class SwinIRExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        runtime.register_model_folder()
+        runtime.install_cache_hooks()
+        runtime.add_routes()
+        return list(NODES)

@@ -244,7 +244,7 @@ def run(model, images: torch.Tensor, family: str, *, tile_size: int, overlap: in
         mm.soft_empty_cache()
 
 
-# --- Analyze Image and Auto Restore (issue 12) ---------------------------------------------------------------------
+# --- Analyze Image and Auto Restore ---------------------------------------------------------------------------
 
 
 def auto_available(allow_download: bool) -> list[str]:

@@ -169,7 +169,7 @@ def unique_names(*lists: Iterable[str]) -> list[str]:
     return out
 
 
-# --- Analyze Image and Auto Restore (issue 12): measure each image, choose its pipeline, run it --------------------
+# --- Analyze Image and Auto Restore: measure each image, choose its pipeline, run it --------------------
 
 import statistics  # noqa: E402
 from collections import Counter  # noqa: E402

@@ -1,6 +1,7 @@
-"""SwinIR image restoration: the network, checkpoint loading, and the tiled restoration engine.
+"""SwinIR image restoration: the network, checkpoint loading, the tiled restoration engine, and the estimates of
+which model fits an image.
 
-Plain PyTorch; never imports ComfyUI.
+Plain PyTorch; never imports ComfyUI or Ray (the bulk runners in `swinir.bulk` import Ray only when asked to).
 """
 
 from .cache import cached_bytes, clear_caches
@@ -15,8 +16,8 @@ from .engine import restore
 from .estimate import estimate_degradation
 
 __all__ = [
-    "Cancelled", "CheckpointError", "cached_bytes", "clear_caches", "InputError", "SwinIR", "SwinIRConfig", "SwinIRError",
-    "TaskMismatchError", "convert", "default_model_path", "describe", "infer_config", "load_model",
-    "model_from_state_dict", "read_checkpoint", "resolve_model", "restore",
+    "Cancelled", "CheckpointError", "InputError", "SwinIR", "SwinIRConfig", "SwinIRError", "TaskMismatchError",
+    "cached_bytes", "clear_caches", "convert", "default_model_path", "describe", "estimate_degradation",
+    "infer_config", "load_model", "model_from_state_dict", "read_checkpoint", "resolve_model", "restore",
     "save_safetensors",
 ]

@@ -13,7 +13,7 @@ import torch
 from . import memory
 from .channels import GRAY_MODES, channel_plan
 from .errors import Cancelled, InputError, SwinIRError
-from .autotile import MIN_TILE_WINDOWS, auto_tile
+from .allocator import reuse_large_buffers
 from .network import SwinIR, pad_to_window
 from .tiling import TilePlan, align_down, plan_tiles, tile_weight
 
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_OVERLAP_WINDOWS = 4
+MIN_TILE_WINDOWS = 4
 
 Progress = Callable[[int, int], None]
 
@@ -152,15 +153,28 @@ class _Runner:
         return out.float().cpu()
 
 
-def _resolve_tile(
-    tile: int | str | None, cfg, height: int, width: int, budget: int, dtype: torch.dtype, device: torch.device
-) -> int:
+def auto_tile(config, height: int, width: int, budget: int, dtype: torch.dtype) -> int:
+    """The tile side "auto" uses for a padded height x width input (window multiples): the whole image when its
+    estimated peak fits `budget`, else the largest window-aligned tile that does.
+
+    Smaller tiles are never faster, on the CPU either: measured (bench/bench_tiles.py, bench/RESULTS.md), a forward
+    pass costs the same per pixel from 192² to 1024² for the S and M networks once large buffers are recycled
+    (allocator.py), so the fewest, largest tiles win, with the least overlap computed twice. The 1.8x slowdown
+    per pixel above about 350² that looked like the last-level cache, alike on CPUs with 32 and 480 MiB of L3,
+    was glibc mapping every large activation afresh."""
+    if memory.estimate_bytes(config, height * width, dtype) <= budget:
+        return max(height, width)
+    side = int(memory.largest_tile_pixels(config, budget, dtype) ** 0.5)
+    return max(align_down(side, config.window_size), MIN_TILE_WINDOWS * config.window_size)
+
+
+def _resolve_tile(tile: int | str | None, cfg, height: int, width: int, budget: int, dtype: torch.dtype) -> int:
     w = cfg.window_size
     if tile not in (None, "auto", 0):
         if not isinstance(tile, int) or tile < 0:
             raise InputError(f"tile must be None, 'auto' or a positive size in pixels, got {tile!r}")
         return max(align_down(tile, w), MIN_TILE_WINDOWS * w)
-    return auto_tile(cfg, height, width, budget, dtype, device)
+    return auto_tile(cfg, height, width, budget, dtype)
 
 
 @dataclass
@@ -261,9 +275,8 @@ def restore(
 ) -> torch.Tensor:
     """Restore NCHW float images in [0, 1]; returns NCHW float32 in [0, 1] on the CPU, `scale` times larger.
 
-    tile: None or "auto" runs the whole image when it fits the memory budget (and, on the CPU, the processor's
-    cache; see `autotile.py`), else the largest window-aligned tile that fits; an int forces that tile size
-    (input pixels). overlap: input pixels shared by neighbouring
+    tile: None or "auto" runs the whole image when it fits the memory budget, else the largest window-aligned
+    tile that fits (see `auto_tile`); an int forces that tile size (input pixels). overlap: input pixels shared by neighbouring
     tiles (default 4 windows). progress(done, total) is called once per tile and may raise to abort; cancel() is
     checked before each tile and stops with `Cancelled`. Images are processed one at a time, so memory does not
     grow with the batch. compile: run the model through `torch.compile` (the first tile of each new size pays
@@ -284,7 +297,7 @@ def restore(
     n, c, h, w = images.shape
     plan_channels = channel_plan(c, cfg.in_chans, scale, gray_mode)
     ph, pw = -(-h // window) * window, -(-w // window) * window
-    tile_px = _resolve_tile(tile, cfg, ph, pw, budget, dtype, device)
+    tile_px = _resolve_tile(tile, cfg, ph, pw, budget, dtype)
     planes_per_image = len(plan_channels.to_model(images[:1]))
     per_plane = len(plan_tiles(ph, pw, tile_px, overlap, window))
     total = n * planes_per_image * per_plane
@@ -297,18 +310,21 @@ def restore(
     out = torch.empty(n, c, h * scale, w * scale) if n > 1 else None
     if device != home:
         model.to(device)
+    # On the CPU, malloc keeps the large buffers between ops instead of mapping them afresh (see allocator.py).
+    buffers = reuse_large_buffers() if device.type == "cpu" else nullcontext()
     try:
-        for i in range(n):
-            image = images[i : i + 1].float().cpu()
-            planes = []
-            for k, plane in enumerate(plan_channels.to_model(image)):
-                schedule.planes_after = (n - i) * planes_per_image - k - 1
-                planes.append(_run_plane(runner, plane, scale, window, schedule, counter, cancel, oom_exceptions))
-            result = plan_channels.from_model(image, planes).clamp_(0, 1)
-            if out is None:
-                out = result if result.is_contiguous() else result.contiguous()
-            else:
-                out[i : i + 1] = result
+        with buffers:
+            for i in range(n):
+                image = images[i : i + 1].float().cpu()
+                planes = []
+                for k, plane in enumerate(plan_channels.to_model(image)):
+                    schedule.planes_after = (n - i) * planes_per_image - k - 1
+                    planes.append(_run_plane(runner, plane, scale, window, schedule, counter, cancel, oom_exceptions))
+                result = plan_channels.from_model(image, planes).clamp_(0, 1)
+                if out is None:
+                    out = result if result.is_contiguous() else result.contiguous()
+                else:
+                    out[i : i + 1] = result
     finally:
         if device != home:
             model.to(home)

@@ -7,8 +7,7 @@ import torch
 
 from bench.bench_memory import forward_peak
 from swinir import SwinIRConfig, memory
-from swinir.autotile import memory_tile
-from swinir.engine import default_overlap
+from swinir.engine import auto_tile, default_overlap
 from swinir.tiling import plan_tiles
 from swinir.train import LIGHTWEIGHT_S
 
@@ -50,8 +49,8 @@ def test_auto_tile_keeps_the_activations_flat_from_1024_to_2048() -> None:
     nearly the same area: what the bench's +20 % memory criterion needs."""
     cfg = DEFAULT_CONFIG
     budget = memory.CPU_CAP
-    assert memory_tile(cfg, 1024, 1024, budget, torch.float32) == 1024
-    tile = memory_tile(cfg, 2048, 2048, budget, torch.float32)
+    assert auto_tile(cfg, 1024, 1024, budget, torch.float32) == 1024
+    tile = auto_tile(cfg, 2048, 2048, budget, torch.float32)
     plan = plan_tiles(2048, 2048, tile, default_overlap(cfg.window_size), cfg.window_size)
     assert len(plan) == 4
     assert plan.tile_height * plan.tile_width <= 1.1 * 1024 * 1024

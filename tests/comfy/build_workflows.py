@@ -128,6 +128,27 @@ def spec_chain():
     }
 
 
+def spec_auto():
+    note = (
+        "Measures the image (noise level, JPEG quality) and restores it with the models that fit: JPEG cleanup when a "
+        "JPEG grid is found, denoising when the noise is above the threshold, then x2. On a fresh install it uses "
+        "the pack's blind defaults and runs offline; official models of the nearest level are used when they are in "
+        "models/swinir/ (or, with allow_download, fetched on first use). The text box says what it found, what it "
+        "ran and why.\n\n" + PICK_IMAGE
+    )
+    return {
+        "nodes": [
+            _note(note, [40, -230], [560, 190]),
+            {"id": "img", "type": "LoadImage", "pos": [40, 60], "widgets": {"image": EXAMPLE_IMAGE}},
+            {"id": "auto", "type": "SwinIRAutoRestore", "pos": [460, 60], "widgets": {}},
+            {"id": "save", "type": "SaveImage", "pos": [860, 60], "size": [420, 400],
+             "widgets": {"filename_prefix": "SwinIR_auto"}},
+            {"id": "info", "type": "PreviewAny", "pos": [460, 420], "size": [380, 200], "widgets": {}},
+        ],
+        "links": [["img", 0, "auto", "image"], ["auto", 0, "save", "images"], ["auto", 1, "info", "source"]],
+    }
+
+
 def real_x4_note(entry) -> str:
     return (
         "Upscales x4 with the official real-world SwinIR-M x4 model (GAN), made for images with unknown blur, "
@@ -188,6 +209,7 @@ SPECS = {
     "denoise.json": spec_denoise,
     "jpeg_cleanup.json": spec_jpeg,
     "chain_jpeg_denoise_upscale.json": spec_chain,
+    "auto_restore.json": spec_auto,
     "upscale_x4_real_world.json": spec_real_x4,
     "upscale_diffusion_output.json": spec_diffusion,
 }
@@ -247,6 +269,7 @@ def _degraded_inputs() -> dict[str, tuple[np.ndarray, str]]:
         "denoise.json": (noisy(clean, 25), "noisy (sigma 25)"),
         "jpeg_cleanup.json": (jpeg(clean, 15), "JPEG quality 15"),
         "chain_jpeg_denoise_upscale.json": (jpeg(noisy(clean, 15), 30), "noisy JPEG, bicubic x2"),
+        "auto_restore.json": (jpeg(clean, 20), "JPEG q20, bicubic x2"),
     }
 
 

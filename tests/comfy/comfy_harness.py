@@ -601,6 +601,7 @@ RUNNABLE_WORKFLOWS = [
     "denoise.json",
     "jpeg_cleanup.json",
     "chain_jpeg_denoise_upscale.json",
+    "auto_restore.json",  # Auto Restore: on a fresh install, the blind defaults and the x2 default
 ]
 # The real-world x4 model of the catalogue, fetched by the loader on first use (the diffusion-output case).
 REAL_X4_NAME = "real-M-x4-GAN"
@@ -928,3 +929,22 @@ def p_preview_text(ref) -> dict:
 
 def history_text(entry: dict, node_id: str) -> str:
     return "".join(entry["outputs"][str(node_id)]["text"])
+
+
+PACK_PACKAGE = "comfyui_swinir_pack_in_harness"
+
+
+def pack_module(name: str):
+    """A module of the pack (e.g. 'nodes.work') imported the way ComfyUI imports the pack: as a package, so its
+    relative imports of the core work. The ComfyUI-free modules only (nodes.work, swinir)."""
+    import importlib
+    import importlib.util
+
+    if PACK_PACKAGE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            PACK_PACKAGE, PACK_DIR / "__init__.py", submodule_search_locations=[str(PACK_DIR)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[PACK_PACKAGE] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module(f"{PACK_PACKAGE}.{name}")

@@ -15,6 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import swinir
+import swinir.model_ref
+
 from comfy_harness import (
     ALL_WORKFLOWS,
     DOWNLOAD_WORKFLOWS,
@@ -28,7 +31,9 @@ from comfy_harness import (
     default_entry_path,
     engine,
     error_text,
+    load,
     load_workflow,
+    pack_module,
     quantise,
     real_x4_entry,
     size_mb,
@@ -64,7 +69,9 @@ def test_runnable_templates_need_only_the_packs_defaults_and_cover_every_restore
     for name in RUNNABLE_WORKFLOWS:
         wf = load_workflow(name)
         loaders = _widgets(wf, "SwinIRModelLoader")
-        assert loaders and all(v[0].startswith("(default) ") for v in loaders), (name, loaders)
+        # Auto Restore picks its models itself (on a fresh install, the defaults); every other template loads them.
+        assert loaders or "SwinIRAutoRestore" in _types(wf), (name, loaders)
+        assert all(v[0].startswith("(default) ") for v in loaders), (name, loaders)
         for (value,) in loaders:
             assert default_entry_path(value).is_file(), f"{name} needs {default_entry_path(value)}, absent"
         assert _widgets(wf, "LoadImage")[0][0] == EXAMPLE_IMAGE, name
@@ -112,6 +119,26 @@ def test_template_browser_shows_each_template_with_its_thumbnail(fresh_ui):
     fresh_ui.dismiss_all()
 
 
+def _auto_restore_expected(inputs: dict, image):
+    """Auto Restore as a fresh install has it: the work layer's own choice among the pack's defaults, each step run
+    by the engine (tests/comfy/test_auto_restore.py checks the choices themselves)."""
+    import torch
+
+    work = pack_module("nodes.work")
+    defaults = {f"(default) {p.name}": p for p in swinir.model_ref.default_model_paths().values()}
+    bhwc = image.movedim(1, -1)
+    found = work.analyse_images(bhwc)
+    pipelines = work.plan_images(found, inputs["scale"], list(defaults), inputs["denoise_threshold"])
+
+    def run(model, batch, family):
+        out = swinir.restore(model, batch.movedim(-1, 1), overlap=inputs["overlap"], precision=inputs["precision"])
+        return out.movedim(1, -1)
+
+    with torch.inference_mode():
+        out, _ = work.auto_restore(bhwc, found, pipelines, load=lambda name: load(defaults[name]), run=run)
+    return out.movedim(-1, 1)
+
+
 def _expected(api: dict, save_id: str, input_dir) -> np.ndarray:
     """What the prompt's SaveImage should hold: the engine run along the same graph, with the same model files."""
     memo: dict[str, object] = {}
@@ -133,6 +160,8 @@ def _expected(api: dict, save_id: str, input_dir) -> np.ndarray:
                     value(inputs["model"]), value(inputs["image"]), overlap=inputs["overlap"],
                     precision=inputs["precision"],
                 )
+            elif cls == "SwinIRAutoRestore":
+                memo[node_id] = _auto_restore_expected(inputs, value(inputs["image"]))
             else:
                 raise AssertionError(f"no expectation for {cls}")
         return memo[node_id]

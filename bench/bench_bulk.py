@@ -177,7 +177,7 @@ def main() -> None:
     p.add_argument("--address", default=None, help="a running Ray cluster (default: start a local one)")
     p.add_argument("--video-size", default="1280x720")
     p.add_argument("--lengths", type=int, nargs=2, default=[4, 12], help="two video lengths in frames")
-    p.add_argument("--tile", type=tile_arg, default=256, help="tile size (default 256: the fast one on a CPU)")
+    p.add_argument("--tile", type=tile_arg, default="auto", help="tile size (default auto, as the command line)")
     p.add_argument("--threads", type=int, default=0, help="torch threads of the video child (0: torch's default)")
     p.add_argument("--tiny", action="store_true", help="a tiny random model and tiny inputs: a rehearsal")
     p.add_argument("--json", type=Path, help="also write the figures here")

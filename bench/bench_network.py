@@ -24,7 +24,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import swinir  # noqa: E402
-from swinir.train import LIGHTWEIGHT_S  # noqa: E402
 
 CONFIGS = {
     "M": dict(upscale=2, in_chans=3, img_size=64, window_size=8, img_range=1.0, depths=[6] * 6, embed_dim=180,

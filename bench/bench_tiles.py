@@ -101,7 +101,9 @@ def describe_plan(model: swinir.SwinIR, size: int, tile) -> str:
     cfg = model.config
     padded = -(-size // cfg.window_size) * cfg.window_size
     if tile == "auto":
-        tile = auto_tile(cfg, padded, padded, memory.memory_budget(torch.device("cpu")), torch.float32)
+        cpu = torch.device("cpu")
+        budget = int(memory.memory_budget(cpu) / memory.heap_retention(cpu))  # as swinir.restore sizes it
+        tile = auto_tile(cfg, padded, padded, budget, torch.float32)
     plan = plan_tiles(padded, padded, tile, 4 * cfg.window_size, cfg.window_size)
     return f"{len(plan)} x {plan.tile_height}²"
 

@@ -253,7 +253,6 @@ def download_file(
     expected_size = entry.size_bytes if entry else None
 
     dest_dir = Path(dest_dir)
-    target = dest_dir / file_name
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

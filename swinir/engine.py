@@ -161,7 +161,9 @@ def auto_tile(config, height: int, width: int, budget: int, dtype: torch.dtype) 
     pass costs the same per pixel from 192² to 1024² for the S and M networks once large buffers are recycled
     (allocator.py), so the fewest, largest tiles win, with the least overlap computed twice. The 1.8x slowdown
     per pixel above about 350² that looked like the last-level cache, alike on CPUs with 32 and 480 MiB of L3,
-    was glibc mapping every large activation afresh."""
+    was glibc mapping every large activation afresh. The recycled heap holds more than the live activations, so on
+    the CPU `restore` passes a budget divided by `memory.heap_retention`: with it, 2x2 tiles of a 1024² image run
+    as fast as the whole image and hold a third of its memory (bench/RESULTS.md)."""
     if memory.estimate_bytes(config, height * width, dtype) <= budget:
         return max(height, width)
     side = int(memory.largest_tile_pixels(config, budget, dtype) ** 0.5)
@@ -297,6 +299,8 @@ def restore(
     n, c, h, w = images.shape
     plan_channels = channel_plan(c, cfg.in_chans, scale, gray_mode)
     ph, pw = -(-h // window) * window, -(-w // window) * window
+    # Tiles are sized for what a pass really holds: on the CPU, its recycled heap (memory.heap_retention).
+    budget = int(budget / memory.heap_retention(device))
     tile_px = _resolve_tile(tile, cfg, ph, pw, budget, dtype)
     planes_per_image = len(plan_channels.to_model(images[:1]))
     per_plane = len(plan_tiles(ph, pw, tile_px, overlap, window))

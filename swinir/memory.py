@@ -19,6 +19,11 @@ SLACK = 160 << 20  # bytes; measured peaks of small inputs exceed the per-pixel 
 CPU_SHARE = 0.4  # of available RAM
 CPU_CAP = 4 << 30  # larger tiles buy little on a compute-bound CPU and would crowd out everything else
 CUDA_SHARE = 0.8  # of free device memory
+# Peak RSS of a CPU run over the estimate while allocator.reuse_large_buffers() keeps freed blocks in the heap: the
+# holes freed activations leave are not all refilled by the next, differently sized ones, so the heap outgrows the
+# live peak. Measured on the default model: 1024² whole, 11.0 GB for an estimate of 3.35 GB; 544² tiles, 3.47 GB for
+# 1.06 GB (bench/RESULTS.md, "peak memory of auto"). Tiles sized with it keep the recycling's speed within the budget.
+CPU_HEAP_RETENTION = 3.3
 
 # Upsamplers that widen to num_feat channels at the output resolution; two such maps are alive at their widest step.
 _WIDE_UPSAMPLERS = ("pixelshuffle", "nearest+conv")
@@ -41,6 +46,13 @@ def estimate_bytes(config: SwinIRConfig, pixels: int, dtype: torch.dtype = torch
 def largest_tile_pixels(config: SwinIRConfig, budget: int, dtype: torch.dtype = torch.float32) -> int:
     """Input pixels of the largest tile whose estimate fits `budget` (0 when even the slack does not)."""
     return max(0, int((budget - SLACK) / bytes_per_input_pixel(config, dtype)))
+
+
+def heap_retention(device: torch.device) -> float:
+    """How many times its estimate a forward pass really holds on `device` (1 where nothing is recycled)."""
+    from . import allocator
+
+    return CPU_HEAP_RETENTION if device.type == "cpu" and allocator.available() else 1.0
 
 
 def available_ram() -> int:

@@ -217,13 +217,17 @@ def _save_state(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def initial_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Starting weights from a training state (its EMA) or a model file, for `TrainSettings.init`."""
+def initial_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """Starting weights from a training state (its EMA) or a model file, for `TrainSettings.init`, and a line
+    saying what they had been trained for (kept in the export so a restarted run never hides its history)."""
     if path.suffix == ".pt":
-        return _load_state(path)["ema"]
+        state = _load_state(path)
+        return state["ema"], f"{path.name} at step {state['step']} ({int(state['elapsed'])} s)"
     from .checkpoint import read_checkpoint
 
-    return read_checkpoint(path)[0]
+    weights, metadata = read_checkpoint(path)[:2]
+    steps, seconds = metadata.get("training_steps", "?"), metadata.get("training_seconds", "?")
+    return weights, f"{path.name} at step {steps} ({seconds} s)"
 
 
 def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
@@ -233,9 +237,11 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
     config = config or default_config(s)
     torch.manual_seed(s.seed)
     model = SwinIR(config)
+    init_record = None
     if s.init is not None and not state_path.exists():
+        weights, init_record = initial_weights(s.init)
         try:
-            model.load_state_dict(initial_weights(s.init))
+            model.load_state_dict(weights)
         except RuntimeError as e:
             raise CheckpointError(
                 f"--init {s.init}: its weights do not fit the {config.task} network being trained "
@@ -259,6 +265,7 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed, history = state["step"], state["elapsed"], list(state["history"])
         data_names = list(state["data"])
+        init_record = state.get("init")
         rng = np.random.default_rng([s.seed, step])
         log.info("resumed at step %d (%.0f s trained)", step, elapsed)
     # The export's metadata names every folder the weights ever saw, across resumes.
@@ -300,6 +307,7 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
                 "step": step, "elapsed": elapsed, "history": history, "config": config.to_metadata(),
                 "data": data_names, "degradation": s.degradation(),
                 "monitor": None if s.eval_dir is None else f"{s.eval_dir.name} {monitor_name(s.task)}",
+                "init": init_record,
             })
     return state_path
 
@@ -314,6 +322,7 @@ def ema_weights(state_path: Path) -> tuple[dict[str, torch.Tensor], SwinIRConfig
     info = {
         "step": state["step"], "elapsed_s": state["elapsed"], "history": state["history"],
         "data": list(state["data"]), "degradation": state["degradation"], "monitor": state["monitor"],
+        "init": state.get("init"),
     }
     return state["ema"], SwinIRConfig.from_metadata(state["config"]), info
 
@@ -333,6 +342,8 @@ def export(state_path: Path, target: Path) -> Path:
         "training_steps": str(info["step"]),
         "training_seconds": str(int(info["elapsed_s"])),
     }
+    if info["init"]:
+        extra["initialised_from"] = info["init"]
     if last_eval is not None and config.is_sr:
         extra["monitor_set5_psnr_y"] = str(last_eval)
     elif last_eval is not None:

@@ -62,6 +62,27 @@ def test_train_resume_export(image_folders: list[Path], tmp_path: Path, single_t
     assert out.shape == (1, 3, 18, 22)
 
 
+def test_init_starts_from_a_model_and_the_export_says_so(image_folders, tmp_path: Path, single_thread) -> None:
+    torch.manual_seed(0)
+    first = export(train(settings(image_folders[:1], tmp_path / "a", 2), TINY), tmp_path / "a.safetensors")
+    start = swinir.load_model(first).state_dict()
+    run = settings(image_folders[:1], tmp_path / "b", 2)
+    run.init = first
+    state = torch.load(train(run, TINY), weights_only=True)
+    # One step at a tiny warm-up learning rate moves the weights away from the start, but not far.
+    moved = max(float((state["model"][k] - start[k]).abs().max()) for k in start)
+    assert 0 < moved < 0.05
+    meta = safe_open(str(export(tmp_path / "b" / "state.pt", tmp_path / "b.safetensors")), "pt").metadata()
+    assert meta["training_steps"] == "2"
+    assert meta["initialised_from"].startswith("a.safetensors at step 2 (")
+    # Resuming keeps the record; a state file works as --init as well.
+    run.iterations, run.init = 4, tmp_path / "a" / "state.pt"
+    assert torch.load(train(run, TINY), weights_only=True)["init"] == state["init"]
+    run = settings(image_folders[:1], tmp_path / "c", 2)
+    run.init = tmp_path / "a" / "state.pt"
+    assert torch.load(train(run, TINY), weights_only=True)["init"].startswith("state.pt at step 2 (")
+
+
 def test_train_rejects_missing_or_empty_data(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         train(settings([tmp_path / "missing"], tmp_path / "run", 1), TINY)

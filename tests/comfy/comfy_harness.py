@@ -432,29 +432,27 @@ class UIPage:
         return self.page.locator("[data-testid^='template-workflow-']")
 
     def template_cards(self, names: list[str]) -> dict[str, dict]:
-        """Each template card of this pack: its title text and thumbnail, once every thumbnail has loaded."""
+        """Each template card of this pack: its title text and thumbnail, read as each thumbnail has loaded (the
+        grid is virtual: a card scrolled out of view may lose its image)."""
         self.open_template_browser()
+        cards = {}
         for name in names:
             # Thumbnails load as their cards scroll into view.
             self.page.locator(f"[data-testid='template-workflow-{name}']").scroll_into_view_if_needed(
                 timeout=UI_TIMEOUT_MS
             )
-            self.page.wait_for_function(
+            handle = self.page.wait_for_function(
                 """(n) => {
-                    const img = document.querySelector(`[data-testid='template-workflow-${n}'] img`);
-                    return img && img.complete && img.naturalWidth > 0;
+                    const card = document.querySelector(`[data-testid='template-workflow-${n}']`);
+                    const img = card && card.querySelector('img');
+                    return img && img.complete && img.naturalWidth > 0 &&
+                        {text: card.innerText, src: img.src, width: img.naturalWidth, height: img.naturalHeight};
                 }""",
                 arg=name,
                 timeout=UI_TIMEOUT_MS,
             )
-        return self.page.evaluate(
-            """(names) => Object.fromEntries(names.map(n => {
-                const card = document.querySelector(`[data-testid='template-workflow-${n}']`);
-                const img = card.querySelector('img');
-                return [n, {text: card.innerText, src: img.src, width: img.naturalWidth, height: img.naturalHeight}];
-            }))""",
-            names,
-        )
+            cards[name] = handle.json_value()
+        return cards
 
     def open_template(self, name: str):
         """Open workflows/<name>.json as a person does: click its card in the template browser. Returns once the
@@ -869,11 +867,13 @@ def p_repeat(image_ref, amount: int) -> dict:
 
 
 def start_server(
-    base: Path, name: str, device: str = "cpu", frontend: Frontend = BUNDLED_FRONTEND, fresh: bool = False
+    base: Path, name: str, device: str = "cpu", frontend: Frontend = BUNDLED_FRONTEND, fresh: bool = False,
+    env: dict[str, str] | None = None,
 ) -> ComfyServer:
     """A started server with the pack and the test models in a fresh `base` (for scripts and extra servers; the
     tests' session servers are conftest's `comfy` and `fresh_comfy`). device 'cuda' runs ComfyUI on the GPU (no
-    --cpu); `frontend` picks the frontend it serves; `fresh` adds no model, only a fresh install's input/."""
+    --cpu); `frontend` picks the frontend it serves; `fresh` adds no model, only a fresh install's input/; `env`
+    is added to the server's environment (this process's own is left as it was)."""
     for d in ("custom_nodes", "input", "output", "user", "temp", "models"):
         (base / d).mkdir(parents=True, exist_ok=True)
     os.symlink(PACK_DIR, base / "custom_nodes" / PACK_NAME, target_is_directory=True)
@@ -884,16 +884,24 @@ def start_server(
         fresh_input(base / "input")
     else:
         server.models = make_models(base / "models")
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})  # ComfyServer.start copies the environment when it starts the process
     try:
         server.start()
     except BaseException:
         server.stop()
         raise
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return server
 
 
 # --------------------------------------------------------------------------------------------------
-# Auto Restore (issue 12): one random-weight checkpoint per official colour level, under its official name.
+# Auto Restore: one random-weight checkpoint per official colour level, under its official name.
 
 LEVEL_DENOISE = {s: f"005_colorDN_DFWB_s128w8_SwinIR-M_noise{s}.pth" for s in (15, 25, 50)}
 LEVEL_JPEG = {q: f"006_colorCAR_DFWB_s126w7_SwinIR-M_jpeg{q}.pth" for q in (10, 20, 30, 40)}

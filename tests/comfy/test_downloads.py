@@ -20,14 +20,10 @@ import pytest
 import torch
 
 from comfy_harness import (
-    LOG_DIR,
-    PACK_DIR,
-    PACK_NAME,
-    ComfyServer,
+    COMFY_DIR,
     _spandrel_swinir,
     engine,
     error_text,
-    free_port,
     make_image,
     missing,
     p_load_image,
@@ -35,8 +31,8 @@ from comfy_harness import (
     p_restore,
     p_save,
     quantise,
+    start_server,
     to_tensor,
-    COMFY_DIR,
 )
 
 import swinir
@@ -130,24 +126,11 @@ def server(mirror, tmp_path_factory):
     if not (COMFY_DIR / "main.py").is_file():
         missing(f"ComfyUI not installed at {COMFY_DIR}; run scripts/get-comfyui.sh")
     base = tmp_path_factory.mktemp("comfy_dl")
-    for d in ("custom_nodes", "input", "output", "user", "temp", "models"):
-        (base / d).mkdir()
-    os.symlink(PACK_DIR, base / "custom_nodes" / PACK_NAME, target_is_directory=True)
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    srv = ComfyServer(base, free_port(), LOG_DIR / "server-downloads.log")
-    # The server copies this environment at start; the tests' own process is left as it was.
-    previous = os.environ.get("SWINIR_MODEL_MIRROR")
-    os.environ["SWINIR_MODEL_MIRROR"] = mirror.url
     try:
-        srv.start()
+        # fresh: an empty models/ (so models/swinir/ starts empty); the mirror is read from the server's environment.
+        srv = start_server(base, "server-downloads", fresh=True, env={"SWINIR_MODEL_MIRROR": mirror.url})
     except Exception as e:
-        srv.stop()
         pytest.fail(str(e), pytrace=False)
-    finally:
-        if previous is None:
-            os.environ.pop("SWINIR_MODEL_MIRROR")
-        else:
-            os.environ["SWINIR_MODEL_MIRROR"] = previous
     srv.put_input("dl.png", make_image(40, 52, seed=7))
     try:
         yield srv

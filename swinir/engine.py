@@ -162,8 +162,8 @@ def auto_tile(config, height: int, width: int, budget: int, dtype: torch.dtype) 
     (allocator.py), so the fewest, largest tiles win, with the least overlap computed twice. The 1.8x slowdown
     per pixel above about 350² that looked like the last-level cache, alike on CPUs with 32 and 480 MiB of L3,
     was glibc mapping every large activation afresh. The recycled heap holds more than the live activations, so on
-    the CPU `restore` passes a budget divided by `memory.heap_retention`: with it, 2x2 tiles of a 1024² image run
-    as fast as the whole image and hold a third of its memory (bench/RESULTS.md)."""
+    the CPU `restore` passes a budget divided by `memory.heap_retention`: with it, a 1024² image runs as 2x2 tiles,
+    6-8 % slower than whole but in a third of the memory (bench/RESULTS.md)."""
     if memory.estimate_bytes(config, height * width, dtype) <= budget:
         return max(height, width)
     side = int(memory.largest_tile_pixels(config, budget, dtype) ** 0.5)

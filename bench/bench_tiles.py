@@ -102,7 +102,7 @@ def describe_plan(model: swinir.SwinIR, size: int, tile) -> str:
     padded = -(-size // cfg.window_size) * cfg.window_size
     if tile == "auto":
         cpu = torch.device("cpu")
-        budget = int(memory.memory_budget(cpu) / memory.heap_retention(cpu))  # as swinir.restore sizes it
+        budget = memory.estimate_budget(memory.memory_budget(cpu), cpu)  # as swinir.restore sizes it
         tile = auto_tile(cfg, padded, padded, budget, torch.float32)
     plan = plan_tiles(padded, padded, tile, 4 * cfg.window_size, cfg.window_size)
     return f"{len(plan)} x {plan.tile_height}²"

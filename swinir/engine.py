@@ -157,13 +157,14 @@ def auto_tile(config, height: int, width: int, budget: int, dtype: torch.dtype) 
     """The tile side "auto" uses for a padded height x width input (window multiples): the whole image when its
     estimated peak fits `budget`, else the largest window-aligned tile that does.
 
-    Smaller tiles are never faster, on the CPU either: measured (bench/bench_tiles.py, bench/RESULTS.md), a forward
-    pass costs the same per pixel from 192² to 1024² for the S and M networks once large buffers are recycled
-    (allocator.py), so the fewest, largest tiles win, with the least overlap computed twice. The 1.8x slowdown
-    per pixel above about 350² that looked like the last-level cache, alike on CPUs with 32 and 480 MiB of L3,
-    was glibc mapping every large activation afresh. The recycled heap holds more than the live activations, so on
-    the CPU `restore` passes a budget divided by `memory.heap_retention`: with it, a 1024² image runs as 2x2 tiles,
-    6-8 % slower than whole but in a third of the memory (bench/RESULTS.md)."""
+    Smaller tiles were not faster on the CPU either in the sweep that set this rule (bench/bench_tiles.py,
+    bench/RESULTS.md): a forward pass cost the same per pixel from 192² to 1024² for the S and M networks once
+    large buffers are recycled (allocator.py), so the fewest, largest tiles win, with the least overlap computed
+    twice (one later VM ran 368² tiles faster per pixel at 1024²; recorded, not yet a rule). The 1.8x slowdown
+    per pixel above about 350² that looked like the last-level cache was glibc mapping every large activation
+    afresh. The recycled heap holds more than the live activations, so on the CPU `restore` passes
+    `memory.estimate_budget` (the budget over the heap's retention): a 1024² image then runs as 2x2 tiles, 6-8 %
+    slower than whole but in a third of the memory (bench/RESULTS.md)."""
     if memory.estimate_bytes(config, height * width, dtype) <= budget:
         return max(height, width)
     side = int(memory.largest_tile_pixels(config, budget, dtype) ** 0.5)
@@ -300,7 +301,7 @@ def restore(
     plan_channels = channel_plan(c, cfg.in_chans, scale, gray_mode)
     ph, pw = -(-h // window) * window, -(-w // window) * window
     # Tiles are sized for what a pass really holds: on the CPU, its recycled heap (memory.heap_retention).
-    budget = int(budget / memory.heap_retention(device))
+    budget = memory.estimate_budget(budget, device)
     tile_px = _resolve_tile(tile, cfg, ph, pw, budget, dtype)
     planes_per_image = len(plan_channels.to_model(images[:1]))
     per_plane = len(plan_tiles(ph, pw, tile_px, overlap, window))

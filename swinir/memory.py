@@ -55,6 +55,11 @@ def heap_retention(device: torch.device) -> float:
     return CPU_HEAP_RETENTION if device.type == "cpu" and allocator.available() else 1.0
 
 
+def estimate_budget(budget: int, device: torch.device) -> int:
+    """What estimates may add up to on `device` for a pass to hold at most `budget` bytes (see heap_retention)."""
+    return int(budget / heap_retention(device))
+
+
 def available_ram() -> int:
     try:
         with open("/proc/meminfo") as f:

@@ -225,7 +225,7 @@ def initial_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         return state["ema"], f"{path.name} at step {state['step']} ({int(state['elapsed'])} s)"
     from .checkpoint import read_checkpoint
 
-    weights, metadata = read_checkpoint(path)[:2]
+    weights, metadata = read_checkpoint(path)
     steps, seconds = metadata.get("training_steps", "?"), metadata.get("training_seconds", "?")
     return weights, f"{path.name} at step {steps} ({seconds} s)"
 

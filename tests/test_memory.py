@@ -70,3 +70,5 @@ def test_heap_retention_only_where_the_heap_recycles() -> None:
     assert memory.heap_retention(torch.device("meta")) == 1.0
     expected = memory.CPU_HEAP_RETENTION if allocator.available() else 1.0
     assert memory.heap_retention(torch.device("cpu")) == expected
+    assert memory.estimate_budget(1 << 30, torch.device("meta")) == 1 << 30
+    assert memory.estimate_budget(1 << 30, torch.device("cpu")) == int((1 << 30) / expected)

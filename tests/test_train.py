@@ -69,7 +69,7 @@ def test_init_starts_from_a_model_and_the_export_says_so(image_folders, tmp_path
     run = settings(image_folders[:1], tmp_path / "b", 2)
     run.init = first
     state = torch.load(train(run, TINY), weights_only=True)
-    # One step at a tiny warm-up learning rate moves the weights away from the start, but not far.
+    # Two steps at the warm-up's small learning rates move the weights away from the start, but not far.
     moved = max(float((state["model"][k] - start[k]).abs().max()) for k in start)
     assert 0 < moved < 0.05
     meta = safe_open(str(export(tmp_path / "b" / "state.pt", tmp_path / "b.safetensors")), "pt").metadata()

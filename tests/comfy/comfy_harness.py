@@ -198,6 +198,7 @@ class ComfyServer:
         self.models_dir = base / "models"
         self.proc: subprocess.Popen | None = None
         self.models: dict[str, Path] = {}
+        self.env: dict[str, str] = {}  # added to this process's environment for the server (at every start)
 
     # -- process ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -229,7 +230,7 @@ class ComfyServer:
         cmd += ["--extra-model-paths-config", str(extra)]
         if self.frontend.root is not None:
             cmd += ["--front-end-root", str(self.frontend.root)]
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         env["PYTHONUNBUFFERED"] = "1"
         env.pop("SWINIR_REQUIRE_COMFY", None)
         self._log = open(self.log_path, "wb")
@@ -884,19 +885,12 @@ def start_server(
         fresh_input(base / "input")
     else:
         server.models = make_models(base / "models")
-    saved = {k: os.environ.get(k) for k in env or {}}
-    os.environ.update(env or {})  # ComfyServer.start copies the environment when it starts the process
+    server.env = dict(env or {})
     try:
         server.start()
     except BaseException:
         server.stop()
         raise
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return server
 
 

@@ -4,7 +4,8 @@ its rule.
     python bench/bench_tiles.py --sweep [--family S M] [--sides 128 192 256 384 512 768] [--raw]
         time per pixel of one whole-image pass by input side (interleaved, medians), through the engine or, with
         --raw, the bare forward pass: whether smaller inputs run faster per pixel
-    python bench/bench_tiles.py --compare [--sizes 768 1024 2048] [--repeats 3] [--memory --baseline-root DIR]
+    python bench/bench_tiles.py --compare [--sizes 768 1024 2048] [--fixed 128 192 256 384] [--repeats 3]
+                                [--memory --baseline-root DIR]
         the default model on size² images: auto against fixed tiles 128/192/256/384 and the whole image (where the
         whole image does not fit the memory budget: the largest tile that does), interleaved, medians, ratios;
         with --memory, the peak RSS of auto in a fresh process, and of auto in another checkout (--baseline-root,
@@ -83,7 +84,7 @@ def last_level_cache_mib() -> int | None:
     return max(sizes, default=None)
 
 
-def configurations(model: swinir.SwinIR, size: int) -> list[tuple[str, object]]:
+def configurations(model: swinir.SwinIR, size: int, fixed: tuple[int, ...] = FIXED) -> list[tuple[str, object]]:
     """(label, tile argument) for one image size: auto, the fixed tiles, and the whole image or, where that does
     not fit the memory budget, the largest tile that does."""
     cfg = model.config
@@ -94,7 +95,7 @@ def configurations(model: swinir.SwinIR, size: int) -> list[tuple[str, object]]:
     else:
         largest = int(memory.largest_tile_pixels(cfg, budget) ** 0.5) // cfg.window_size * cfg.window_size
         last = (f"largest that fits memory ({largest})", largest)
-    return [("auto", "auto"), *((f"tile {t}", t) for t in FIXED), last]
+    return [("auto", "auto"), *((f"tile {t}", t) for t in fixed), last]
 
 
 def describe_plan(model: swinir.SwinIR, size: int, tile) -> str:
@@ -123,14 +124,17 @@ print(json.dumps(dict(peak=rss(), base=base)))
 
 
 def compare(sizes: list[int], repeats: int, with_memory: bool, threads: int, large_repeats: int | None,
-            baseline: Path | None) -> None:
+            baseline: Path | None, fixed: tuple[int, ...] = FIXED) -> None:
     model = family_model("S")
-    print(f"threads {threads}, last-level cache {last_level_cache_mib()} MiB")
+    from swinir import allocator
+
+    hugepages = "on" if allocator.hugepages_in_effect() else "off"
+    print(f"threads {threads}, last-level cache {last_level_cache_mib()} MiB, huge-page blocks {hugepages}")
     header = "| input | configuration | plan | median s | vs best |" + (" peak RSS GiB |" if with_memory else "")
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for size in sizes:
-        configs = configurations(model, size)
+        configs = configurations(model, size, fixed)
         times: dict[str, list[float]] = {label: [] for label, _ in configs}
         x = torch.rand(1, 3, size, size)
         for _ in range(repeats if size <= 1024 or large_repeats is None else large_repeats):
@@ -191,6 +195,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--large-repeats", type=int, default=None,
                     help="with --compare: repeats for sizes above 1024 (default: --repeats)")
+    ap.add_argument("--fixed", type=int, nargs="+", default=list(FIXED), help="with --compare: the fixed tiles")
     ap.add_argument("--memory", action="store_true", help="with --compare: peak RSS of auto")
     ap.add_argument("--baseline-root", type=Path, help="with --memory: also auto's peak RSS in this other checkout")
     ap.add_argument("--threads", type=int, default=2)
@@ -200,7 +205,8 @@ def main() -> None:
     if args.sweep:
         sweep(args.family, args.sides, args.repeats, args.raw)
     elif args.compare:
-        compare(args.sizes, args.repeats, args.memory, args.threads, args.large_repeats, args.baseline_root)
+        compare(args.sizes, args.repeats, args.memory, args.threads, args.large_repeats, args.baseline_root,
+                tuple(args.fixed))
     else:
         compile_check(args.tile, args.repeats)
 

@@ -9,6 +9,17 @@ like a cache effect and was not (bench/RESULTS.md). During a run the thresholds 
 in the heap and are reused; after it, the thresholds go back to glibc's adapted values and `malloc_trim` returns
 the free memory, so the process's resident memory falls back as before.
 
+Two limits of that recycling, found by counting page faults (tests/test_allocator.py, bench/bench_hugepages.py):
+PyTorch allocates with posix_memalign(64), whose few-byte alignment slivers land in glibc's tcache, so a freed block
+cannot merge with its neighbours and the next block of the same size takes fresh heap until those bins are full:
+the heap outgrows the live peak about 2.9x (memory.CPU_HEAP_RETENTION). And a thread other than the main one (as
+ComfyUI's prompt worker is) allocates from an arena of 64 MiB heaps, so its larger blocks are mapped afresh
+whatever the threshold. PyTorch's own `THP_MEM_ALLOC_ENABLE=1` avoids both: blocks of 2 MiB and up are 2 MiB
+aligned (slivers too large for the tcache, so freed blocks merge) and backed by transparent huge pages (one fault
+per 2 MiB, in every thread). PyTorch reads it once, at its first allocation, so it only takes effect in a process
+that sets it before importing torch: `prefer_hugepages()` does that for processes that import swinir first (the
+command line, the bench scripts, bulk workers); ComfyUI users set it when starting ComfyUI (README).
+
 glibc only (Linux); elsewhere these are no-ops.
 """
 
@@ -16,7 +27,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import platform
+import sys
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
@@ -54,6 +67,31 @@ def _libc():
 
 def available() -> bool:
     return _libc() is not None
+
+
+HUGEPAGES_ENV = "THP_MEM_ALLOC_ENABLE"
+_THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def prefer_hugepages() -> None:
+    """Ask PyTorch for 2 MiB-aligned, huge-page-backed CPU blocks, when torch is not imported yet (else it has made
+    its choice) and the user has not chosen (`THP_MEM_ALLOC_ENABLE=0` opts out)."""
+    if "torch" not in sys.modules and kernel_hugepages():
+        os.environ.setdefault(HUGEPAGES_ENV, "1")
+
+
+def kernel_hugepages() -> bool:
+    """Whether the kernel gives transparent huge pages to memory that asks for them ("always" or "madvise")."""
+    try:
+        with open(_THP_SETTING) as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
+
+
+def hugepages_in_effect() -> bool:
+    """Whether this process's PyTorch allocates huge-page-backed blocks (as far as its environment tells)."""
+    return os.environ.get(HUGEPAGES_ENV, "").strip().lower() in ("1", "true") and kernel_hugepages()
 
 
 def _int(value: int) -> int:

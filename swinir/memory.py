@@ -20,10 +20,13 @@ CPU_SHARE = 0.4  # of available RAM
 CPU_CAP = 4 << 30  # larger tiles buy little on a compute-bound CPU and would crowd out everything else
 CUDA_SHARE = 0.8  # of free device memory
 # Peak RSS of a CPU run over the estimate while allocator.reuse_large_buffers() keeps freed blocks in the heap: the
-# holes freed activations leave are not all refilled by the next, differently sized ones, so the heap outgrows the
-# live peak. Measured on the default model: 1024² whole, 11.0 GB for an estimate of 3.35 GB; 544² tiles, 3.47 GB for
-# 1.06 GB (bench/RESULTS.md, "peak memory of auto"). Tiles sized with it keep the recycling's speed within the budget.
+# holes freed activations leave are not all refilled by the next ones (allocator.py says why), so the heap outgrows
+# the live peak. Measured on the default model (bench/RESULTS.md): 1024² whole, 11.0 GB for an estimate of 3.35 GB;
+# 544² tiles, 3.47 GB for 1.06 GB (fifth session). With PyTorch's huge-page blocks (allocator.hugepages_in_effect)
+# a pass adds 1.35x to 1.95x its estimate (1024² whole 4.22 GiB, 768² whole 3.24, 528² tiles 1.81;
+# bench/bench_hugepages.py, sixth session). Tiles sized with it keep the recycling's speed within the budget.
 CPU_HEAP_RETENTION = 3.3
+CPU_HEAP_RETENTION_HUGEPAGES = 2.0
 
 # Upsamplers that widen to num_feat channels at the output resolution; two such maps are alive at their widest step.
 _WIDE_UPSAMPLERS = ("pixelshuffle", "nearest+conv")
@@ -52,7 +55,9 @@ def heap_retention(device: torch.device) -> float:
     """How many times its estimate a forward pass really holds on `device` (1 where nothing is recycled)."""
     from . import allocator
 
-    return CPU_HEAP_RETENTION if device.type == "cpu" and allocator.available() else 1.0
+    if device.type != "cpu" or not allocator.available():
+        return 1.0
+    return CPU_HEAP_RETENTION_HUGEPAGES if allocator.hugepages_in_effect() else CPU_HEAP_RETENTION
 
 
 def estimate_budget(budget: int, device: torch.device) -> int:

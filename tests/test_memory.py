@@ -60,6 +60,12 @@ def test_auto_tile_sizes_cpu_tiles_for_the_recycled_heap() -> None:
         areas.append(area)
     # Few tiles, little overlap: no side computes more than 1.15x its pixels.
     assert 4 * areas[1] <= 1.15 * 1024 * 1024 and 16 * areas[2] <= 1.15 * 2048 * 2048
+    # With huge-page blocks (retention 2), 768² runs whole and 1024² in 2x2 tiles within the cap.
+    hp = memory.CPU_HEAP_RETENTION_HUGEPAGES
+    assert auto_tile(cfg, 768, 768, int(memory.CPU_CAP / hp), torch.float32) == 768
+    tile = auto_tile(cfg, 1024, 1024, int(memory.CPU_CAP / hp), torch.float32)
+    plan = plan_tiles(1024, 1024, tile, default_overlap(cfg.window_size), cfg.window_size)
+    assert len(plan) == 4 and hp * memory.estimate_bytes(cfg, plan.tile_height * plan.tile_width) <= memory.CPU_CAP
     # Without recycling (retention 1), 1024² still runs whole.
     assert auto_tile(cfg, 1024, 1024, memory.CPU_CAP, torch.float32) == 1024
 
@@ -68,7 +74,12 @@ def test_heap_retention_only_where_the_heap_recycles() -> None:
     from swinir import allocator
 
     assert memory.heap_retention(torch.device("meta")) == 1.0
-    expected = memory.CPU_HEAP_RETENTION if allocator.available() else 1.0
+    if not allocator.available():
+        expected = 1.0
+    elif allocator.hugepages_in_effect():
+        expected = memory.CPU_HEAP_RETENTION_HUGEPAGES
+    else:
+        expected = memory.CPU_HEAP_RETENTION
     assert memory.heap_retention(torch.device("cpu")) == expected
     assert memory.estimate_budget(1 << 30, torch.device("meta")) == 1 << 30
     assert memory.estimate_budget(1 << 30, torch.device("cpu")) == int((1 << 30) / expected)

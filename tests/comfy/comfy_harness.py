@@ -461,17 +461,38 @@ class UIPage:
         wf = load_workflow(name + ".json")
         self.dismiss_all()
         self.open_template_browser()
-        self.page.locator(f"[data-testid='template-workflow-{name}']").click(timeout=UI_TIMEOUT_MS)
+        card = self.page.locator(f"[data-testid='template-workflow-{name}']")
+        card.scroll_into_view_if_needed(timeout=UI_TIMEOUT_MS)
+        # The grid is virtual and lays cards out again as their thumbnails load: click once this card's has loaded,
+        # so the click cannot land on a card that moved under it.
         self.page.wait_for_function(
-            """([path, nodes]) => {
-                const wf = app.extensionManager.workflow.activeWorkflow;
-                const have = app.graph._nodes.map(n => n.id + ':' + n.type).sort().join(',');
-                return wf && wf.path === path && have === nodes
-                    && !document.querySelector("[data-testid^='template-workflow-']");
+            """(n) => {
+                const img = document.querySelector(`[data-testid='template-workflow-${n}'] img`);
+                return img && img.complete && img.naturalWidth > 0;
             }""",
-            arg=[f"workflows/{name}.json", ",".join(sorted(f"{n['id']}:{n['type']}" for n in wf["nodes"]))],
+            arg=name,
             timeout=UI_TIMEOUT_MS,
         )
+        self.settle()
+        card.click(timeout=UI_TIMEOUT_MS)
+        try:
+            self.page.wait_for_function(
+                """([path, nodes]) => {
+                    const wf = app.extensionManager.workflow.activeWorkflow;
+                    const have = app.graph._nodes.map(n => n.id + ':' + n.type).sort().join(',');
+                    return wf && wf.path === path && have === nodes
+                        && !document.querySelector("[data-testid^='template-workflow-']");
+                }""",
+                arg=[f"workflows/{name}.json", ",".join(sorted(f"{n['id']}:{n['type']}" for n in wf["nodes"]))],
+                timeout=UI_TIMEOUT_MS,
+            )
+        except Exception as e:
+            state = self.page.evaluate(
+                """() => ({active: app.extensionManager.workflow.activeWorkflow?.path ?? null,
+                           nodes: app.graph._nodes.map(n => n.type),
+                           dialog_open: !!document.querySelector("[data-testid^='template-workflow-']")})"""
+            )
+            raise AssertionError(f"template {name} did not open: {state}") from e
         self.settle()
 
     def unlisted_choices(self) -> list[str]:

@@ -42,10 +42,12 @@ if {thread}:
 else:
     run()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
-from swinir.engine import _resolve_tile
+from swinir.engine import auto_tile
 cpu = torch.device("cpu")
-padded = -(-{side} // 8) * 8
-out["tile"] = _resolve_tile(tile, model.config, padded, padded, memory.estimate_budget(memory.memory_budget(cpu), cpu), torch.float32)
+window = model.config.window_size
+padded = -(-{side} // window) * window
+budget = memory.estimate_budget(memory.memory_budget(cpu), cpu)  # as swinir.restore sizes it
+out["tile"] = auto_tile(model.config, padded, padded, budget, torch.float32) if tile is None else tile
 print(json.dumps(dict(out, added=peak - base, hugepages=allocator.hugepages_in_effect())))
 """
 
@@ -70,7 +72,8 @@ def main() -> None:
     a = p.parse_args()
     gib = 1 << 30
     where = "worker thread" if a.thread else "main thread"
-    print(f"| input | tile (default / huge pages) | default s | huge pages s | x | default GiB added | huge pages GiB added | x |  ({where})")
+    print(f"{where}\n\n| input | tile (default / huge pages) | default s | huge pages s | x | default GiB added | "
+          "huge pages GiB added | x |")
     print("|---|---|---|---|---|---|---|---|")
     for side in a.sizes:
         for tile in a.tiles:

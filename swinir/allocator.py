@@ -12,7 +12,7 @@ the free memory, so the process's resident memory falls back as before.
 Two limits of that recycling, found by counting page faults (tests/test_allocator.py, bench/bench_hugepages.py):
 PyTorch allocates with posix_memalign(64), whose few-byte alignment slivers land in glibc's tcache, so a freed block
 cannot merge with its neighbours and the next block of the same size takes fresh heap until those bins are full:
-the heap outgrows the live peak about 2.9x (memory.CPU_HEAP_RETENTION). And a thread other than the main one (as
+the heap outgrows the live peak about threefold (memory.CPU_HEAP_RETENTION). And a thread other than the main one (as
 ComfyUI's prompt worker is) allocates from an arena of 64 MiB heaps, so its larger blocks are mapped afresh
 whatever the threshold. PyTorch's own `THP_MEM_ALLOC_ENABLE=1` avoids both: blocks of 2 MiB and up are 2 MiB
 aligned (slivers too large for the tcache, so freed blocks merge) and backed by transparent huge pages (one fault
@@ -80,6 +80,7 @@ def prefer_hugepages() -> None:
         os.environ.setdefault(HUGEPAGES_ENV, "1")
 
 
+@lru_cache(maxsize=1)
 def kernel_hugepages() -> bool:
     """Whether the kernel gives transparent huge pages to memory that asks for them ("always" or "madvise")."""
     try:

@@ -436,24 +436,25 @@ class UIPage:
         """Each template card of this pack: its title text and thumbnail, read as each thumbnail has loaded (the
         grid is virtual: a card scrolled out of view may lose its image)."""
         self.open_template_browser()
-        cards = {}
-        for name in names:
-            # Thumbnails load as their cards scroll into view.
-            self.page.locator(f"[data-testid='template-workflow-{name}']").scroll_into_view_if_needed(
-                timeout=UI_TIMEOUT_MS
-            )
-            handle = self.page.wait_for_function(
-                """(n) => {
-                    const card = document.querySelector(`[data-testid='template-workflow-${n}']`);
-                    const img = card && card.querySelector('img');
-                    return img && img.complete && img.naturalWidth > 0 &&
-                        {text: card.innerText, src: img.src, width: img.naturalWidth, height: img.naturalHeight};
-                }""",
-                arg=name,
-                timeout=UI_TIMEOUT_MS,
-            )
-            cards[name] = handle.json_value()
-        return cards
+        return {name: self._loaded_card(name) for name in names}
+
+    def _loaded_card(self, name: str) -> dict:
+        """Scroll the template browser to this pack's card `name` and wait until its thumbnail has loaded
+        (thumbnails load as their cards scroll into view); its title text and thumbnail."""
+        self.page.locator(f"[data-testid='template-workflow-{name}']").scroll_into_view_if_needed(
+            timeout=UI_TIMEOUT_MS
+        )
+        handle = self.page.wait_for_function(
+            """(n) => {
+                const card = document.querySelector(`[data-testid='template-workflow-${n}']`);
+                const img = card && card.querySelector('img');
+                return img && img.complete && img.naturalWidth > 0 &&
+                    {text: card.innerText, src: img.src, width: img.naturalWidth, height: img.naturalHeight};
+            }""",
+            arg=name,
+            timeout=UI_TIMEOUT_MS,
+        )
+        return handle.json_value()
 
     def open_template(self, name: str):
         """Open workflows/<name>.json as a person does: click its card in the template browser. Returns once the
@@ -461,20 +462,11 @@ class UIPage:
         wf = load_workflow(name + ".json")
         self.dismiss_all()
         self.open_template_browser()
-        card = self.page.locator(f"[data-testid='template-workflow-{name}']")
-        card.scroll_into_view_if_needed(timeout=UI_TIMEOUT_MS)
         # The grid is virtual and lays cards out again as their thumbnails load: click once this card's has loaded,
         # so the click cannot land on a card that moved under it.
-        self.page.wait_for_function(
-            """(n) => {
-                const img = document.querySelector(`[data-testid='template-workflow-${n}'] img`);
-                return img && img.complete && img.naturalWidth > 0;
-            }""",
-            arg=name,
-            timeout=UI_TIMEOUT_MS,
-        )
+        self._loaded_card(name)
         self.settle()
-        card.click(timeout=UI_TIMEOUT_MS)
+        self.page.locator(f"[data-testid='template-workflow-{name}']").click(timeout=UI_TIMEOUT_MS)
         try:
             self.page.wait_for_function(
                 """([path, nodes]) => {

@@ -3,7 +3,8 @@
 CBSD68 (68 images), Gaussian noise added in float with numpy's generator seeded 0 (as the official test does):
 RGB PSNR at least CBM3D's 33.52 / 30.71 / 27.38 dB at sigma 15 / 25 / 50. Scored by the code that writes the
 table in bench/RESULTS.md (bench/eval_restore.py), so the recorded figures and this check cannot drift apart.
-About 4 minutes per level with 2 threads on the 2-core CI machine.
+About 11 minutes per level on the 2-core CI machine: 34 of the suite's 46 minutes in the clean-clone run of
+2026-12-02 (a SwinIR-S pass over a 481x321 image takes about 10 s there).
 
 The blind JPEG model's mark (LIVE1, at least 1.2 dB above the JPEG input at quality 10-40) is not met yet
 (bench/RESULTS.md, seventh and eighth sessions), so it has no check here yet.

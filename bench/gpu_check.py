@@ -720,10 +720,11 @@ def section_memory(ctx: Context) -> dict:
             kw = {"tile": None} if tile == "auto" else {"tile": tile, "tile_batch": 1}
             peak, seconds, _ = peak_growth(ctx.device, lambda: swinir.restore(
                 model, x, precision=precision, device=ctx.device, progress=lambda d, n: seen.append(n), **kw))
-            size = _resolve_tile(None if tile == "auto" else tile, cfg, padded, padded, budget, dtype)
+            size = _resolve_tile(None if tile == "auto" else tile, cfg, padded, padded, budget, dtype,
+                                 ctx.device.type)
             plan = plan_tiles(padded, padded, size, default_overlap(window), window)
             tile_pixels = plan.tile_height * plan.tile_width
-            estimate = memory.estimate_bytes(cfg, tile_pixels, dtype)
+            estimate = memory.estimate_bytes(cfg, tile_pixels, dtype, ctx.device.type)
             rows.append({"precision": precision, "tile": tile, "tile_px": [plan.tile_height, plan.tile_width],
                          "tiles": seen[-1] if seen else None, "peak_bytes": peak, "estimate_bytes": estimate,
                          "peak_over_estimate": None if peak is None else peak / estimate, "seconds": seconds})

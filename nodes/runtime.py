@@ -200,19 +200,19 @@ def from_upscale_model(upscale_model):
     return model, swinir.describe(model.config)
 
 
-def _activation_estimate(model, images: torch.Tensor, tile_size: int, precision: str) -> int:
+def _activation_estimate(model, images: torch.Tensor, tile_size: int, precision: str, device: torch.device) -> int:
     """Bytes one forward pass needs: the whole image, or one tile, capped at 1024x1024 input pixels."""
     side = tile_size if tile_size > 0 else 1024
     pixels = min(side * side, images.shape[1] * images.shape[2])
     dtype = PRECISIONS.get(precision, torch.float32)
-    return swinir_memory.estimate_bytes(model.config, pixels, dtype)
+    return swinir_memory.estimate_bytes(model.config, pixels, dtype, device.type)
 
 
 def run(model, images: torch.Tensor, family: str, *, tile_size: int, overlap: int, precision: str) -> torch.Tensor:
     """Run the engine on a BHWC batch inside ComfyUI's execution: device, memory, progress, interrupt."""
     work.check_task(model, family)
     device = mm.get_torch_device()
-    required = mm.module_size(model) + _activation_estimate(model, images, int(tile_size), precision)
+    required = mm.module_size(model) + _activation_estimate(model, images, int(tile_size), precision, device)
     required += images.nelement() * images.element_size()
     mm.free_memory(required, device)
     mm.soft_empty_cache()

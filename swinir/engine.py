@@ -153,7 +153,7 @@ class _Runner:
         return out.float().cpu()
 
 
-def auto_tile(config, height: int, width: int, budget: int, dtype: torch.dtype) -> int:
+def auto_tile(config, height: int, width: int, budget: int, dtype: torch.dtype, device_type: str = "cpu") -> int:
     """The tile side "auto" uses for a padded height x width input (window multiples): the whole image when its
     estimated peak fits `budget`, else the largest window-aligned tile that does.
 
@@ -165,19 +165,20 @@ def auto_tile(config, height: int, width: int, budget: int, dtype: torch.dtype) 
     afresh. The recycled heap holds more than the live activations, so on the CPU `restore` passes
     `memory.estimate_budget` (the budget over the heap's retention): a 1024² image then runs as 2x2 tiles, 6-8 %
     slower than whole but in a third of the memory (bench/RESULTS.md)."""
-    if memory.estimate_bytes(config, height * width, dtype) <= budget:
+    if memory.estimate_bytes(config, height * width, dtype, device_type) <= budget:
         return max(height, width)
-    side = int(memory.largest_tile_pixels(config, budget, dtype) ** 0.5)
+    side = int(memory.largest_tile_pixels(config, budget, dtype, device_type) ** 0.5)
     return max(align_down(side, config.window_size), MIN_TILE_WINDOWS * config.window_size)
 
 
-def _resolve_tile(tile: int | str | None, cfg, height: int, width: int, budget: int, dtype: torch.dtype) -> int:
+def _resolve_tile(tile: int | str | None, cfg, height: int, width: int, budget: int, dtype: torch.dtype,
+                  device_type: str = "cpu") -> int:
     w = cfg.window_size
     if tile not in (None, "auto", 0):
         if not isinstance(tile, int) or tile < 0:
             raise InputError(f"tile must be None, 'auto' or a positive size in pixels, got {tile!r}")
         return max(align_down(tile, w), MIN_TILE_WINDOWS * w)
-    return auto_tile(cfg, height, width, budget, dtype)
+    return auto_tile(cfg, height, width, budget, dtype, device_type)
 
 
 @dataclass
@@ -302,12 +303,12 @@ def restore(
     ph, pw = -(-h // window) * window, -(-w // window) * window
     # Tiles are sized for what a pass really holds: on the CPU, its recycled heap (memory.heap_retention).
     budget = memory.estimate_budget(budget, device)
-    tile_px = _resolve_tile(tile, cfg, ph, pw, budget, dtype)
+    tile_px = _resolve_tile(tile, cfg, ph, pw, budget, dtype, device.type)
     planes_per_image = len(plan_channels.to_model(images[:1]))
     per_plane = len(plan_tiles(ph, pw, tile_px, overlap, window))
     total = n * planes_per_image * per_plane
     if tile_batch is None:
-        fits = max(1, budget // max(1, memory.estimate_bytes(cfg, tile_px * tile_px, dtype)))
+        fits = max(1, budget // max(1, memory.estimate_bytes(cfg, tile_px * tile_px, dtype, device.type)))
         tile_batch = 1 if device.type == "cpu" else int(min(fits, 8))
     counter = _Counter(total, progress)
     schedule = _Schedule(tile_px, tile_batch, overlap)

@@ -3,7 +3,8 @@
 Same arithmetic as the official code, organised for speed: tokens stay channels-last, the roll and the window
 partition are one cached gather (see `windows.py`), attention runs through `scaled_dot_product_attention` with the
 relative-position bias (plus one of four shift patterns) as an additive mask, and the bias and masks are recomputed
-instead of being stored, so any input size works whatever patch size a checkpoint was trained on.
+instead of being stored, so any input size works whatever patch size a checkpoint was trained on. At inference each
+block runs over chunks of windows sized to the CPU's cache (`memory.block_chunk_tokens`), writing in place.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import windows
+from . import memory, windows
 from .cache import cached, forget
 from .config import RGB_MEAN, SwinIRConfig
 
@@ -128,11 +129,12 @@ class WindowAttention(nn.Module):
             return build()
         return cached(("padded", key, head_dim, dtype), qw.device, build, owner=self._cache_id)
 
-    def forward(self, x: torch.Tensor, layout: windows.WindowLayout) -> torch.Tensor:
-        """x: (B, L, C) tokens in `layout` order; returns the same shape and order."""
+    def forward(self, x: torch.Tensor, group: int, shifted: bool) -> torch.Tensor:
+        """x: (B, L, C) tokens of whole windows in layout order, all of shift pattern `group` (see windows.GROUPS;
+        ignored unless `shifted`); returns the same shape and order."""
         b, length, c = x.shape
         n = self.window_size**2
-        nw = length // n
+        count = b * (length // n)
         heads, hd = self.num_heads, c // self.num_heads
         align = ALIGN.get(x.device.type, 1)
         hdp = _round_up(hd, align)
@@ -141,17 +143,12 @@ class WindowAttention(nn.Module):
             qkv = F.linear(x, qkv_w, qkv_b)
         else:
             qkv = self.qkv(x)
-        qkv = qkv.view(b, nw, n, 3, heads, hdp).permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, heads, N, hdp)
-        masks = self.attention_masks(layout.shift > 0, qkv.dtype, align)
-        parts = []
-        for g, start, stop in layout.groups:
-            count = b * (stop - start)
-            q, k, v = qkv[:, :, start:stop].reshape(3, count, heads, n, hdp).unbind(0)
-            # A mask of the full 4-D shape (broadcast by strides, not copied) lets the dispatchers pick their fused
-            # kernels; a (heads, N, N) mask falls back to the math path on the CPU.
-            out = window_attention(q, k, v, masks[g].expand(count, heads, n, n), hd**-0.5)
-            parts.append(out.view(b, stop - start, heads, n, hdp).transpose(2, 3))
-        out = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).reshape(b, length, heads * hdp)
+        q, k, v = qkv.view(count, n, 3, heads, hdp).permute(2, 0, 3, 1, 4).unbind(0)  # (count, heads, N, hdp)
+        mask = self.attention_masks(shifted, qkv.dtype, align)[group if shifted else 0]
+        # A mask of the full 4-D shape (broadcast by strides, not copied) lets the dispatchers pick their fused
+        # kernels; a (heads, N, N) mask falls back to the math path on the CPU.
+        out = window_attention(q, k, v, mask.expand(count, heads, n, n), hd**-0.5)
+        out = out.transpose(1, 2).reshape(b, length, heads * hdp)
         if hdp != hd:
             return F.linear(out, proj_w, self.proj.bias)
         return self.proj(out)
@@ -179,7 +176,23 @@ class SwinTransformerBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, layout: windows.WindowLayout) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), layout)
+        """x: (B, L, C) tokens in `layout` order. Without autograd the block runs in chunks of windows and writes
+        its output into `x` (every window and token is independent here): its temporaries (qkv, the MLP's hidden
+        layer) stay chunk-sized, in the cache, instead of several times the image's size."""
+        n = self.window_size**2
+        shifted = layout.shift > 0
+        if torch.is_grad_enabled():
+            parts = [self._windows(x[:, start * n : stop * n], g, shifted) for g, start, stop in layout.groups]
+            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        tokens = memory.block_chunk_tokens(x.shape[2], x.element_size(), x.device.type)
+        per_chunk = max(1, tokens // (x.shape[0] * n))
+        for g, start, stop in layout.spans(per_chunk):
+            part = x[:, start * n : stop * n]
+            part.copy_(self._windows(part, g, shifted))
+        return x
+
+    def _windows(self, x: torch.Tensor, group: int, shifted: bool) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), group, shifted)
         return x + self.mlp(self.norm2(x))
 
 

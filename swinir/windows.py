@@ -51,6 +51,11 @@ class WindowLayout:
             start = end
         return out
 
+    def spans(self, max_windows: int) -> list[tuple[int, int, int]]:
+        """`groups` cut into runs of at most `max_windows` windows, (pattern index, first window, end window)."""
+        return [(g, a, min(a + max_windows, stop)) for g, start, stop in self.groups
+                for a in range(start, stop, max_windows)]
+
 
 def relative_position_index(window: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(N*N,) index into the (2w-1)^2 bias table, as the official code builds it."""

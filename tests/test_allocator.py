@@ -15,9 +15,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 
-from swinir import allocator, memory
+from swinir import allocator
 
 pytestmark = pytest.mark.skipif(not allocator.available(), reason="glibc's mallopt is not available on this system")
 
@@ -164,12 +163,3 @@ def test_swinir_leaves_the_choice_alone_once_torch_is_loaded_or_the_user_chose(m
     # A user's THP_MEM_ALLOC_ENABLE=0 stands even where swinir is imported first.
     r = _child("print(json.dumps(dict(hugepages=allocator.hugepages_in_effect())))", hugepages=True, user="0")
     assert r["hugepages"] is False, r
-
-
-def test_heap_retention_follows_the_huge_page_choice(monkeypatch):
-    cpu = torch.device("cpu")
-    monkeypatch.setenv(allocator.HUGEPAGES_ENV, "0")
-    assert memory.heap_retention(cpu) == memory.CPU_HEAP_RETENTION
-    monkeypatch.setenv(allocator.HUGEPAGES_ENV, "1")
-    expected = memory.CPU_HEAP_RETENTION_HUGEPAGES if allocator.kernel_hugepages() else memory.CPU_HEAP_RETENTION
-    assert memory.heap_retention(cpu) == expected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -45,41 +47,44 @@ def test_largest_tile_fits_its_budget() -> None:
 
 
 def test_auto_tile_sizes_cpu_tiles_for_the_recycled_heap() -> None:
-    """At the CPU's 4 GiB cap, with the heap's retention, the default configuration runs 768², 1024² and 2048² in
-    evened-out tiles of nearly one area (2x2, 2x2, 4x4), each pass's real peak within the cap."""
+    """At the CPU's 4 GiB cap, with the heap's retention, the default configuration runs 768² and 1024² whole and
+    2048² in 2x2 evened-out tiles, each pass's real peak within the cap."""
     cfg = DEFAULT_CONFIG
     retention = memory.CPU_HEAP_RETENTION
     budget = int(memory.CPU_CAP / retention)
-    areas = []
-    for side, count in ((768, 4), (1024, 4), (2048, 16)):
+    for side, count in ((768, 1), (1024, 1), (2048, 4)):
         tile = auto_tile(cfg, side, side, budget, torch.float32)
         plan = plan_tiles(side, side, tile, default_overlap(cfg.window_size), cfg.window_size)
         assert len(plan) == count, (side, tile, len(plan))
         area = plan.tile_height * plan.tile_width
         assert retention * memory.estimate_bytes(cfg, area) <= memory.CPU_CAP
-        areas.append(area)
-    # Few tiles, little overlap: no side computes more than 1.15x its pixels.
-    assert 4 * areas[1] <= 1.15 * 1024 * 1024 and 16 * areas[2] <= 1.15 * 2048 * 2048
-    # With huge-page blocks (retention 2), 768² runs whole and 1024² in 2x2 tiles within the cap.
-    hp = memory.CPU_HEAP_RETENTION_HUGEPAGES
-    assert auto_tile(cfg, 768, 768, int(memory.CPU_CAP / hp), torch.float32) == 768
-    tile = auto_tile(cfg, 1024, 1024, int(memory.CPU_CAP / hp), torch.float32)
-    plan = plan_tiles(1024, 1024, tile, default_overlap(cfg.window_size), cfg.window_size)
-    assert len(plan) == 4 and hp * memory.estimate_bytes(cfg, plan.tile_height * plan.tile_width) <= memory.CPU_CAP
-    # Without recycling (retention 1), 1024² still runs whole.
-    assert auto_tile(cfg, 1024, 1024, memory.CPU_CAP, torch.float32) == 1024
+    # Few tiles, little overlap: 2048² computes at most 1.05x its pixels.
+    assert count * area <= 1.05 * 2048 * 2048
 
 
 def test_heap_retention_only_where_the_heap_recycles() -> None:
     from swinir import allocator
 
     assert memory.heap_retention(torch.device("meta")) == 1.0
-    if not allocator.available():
-        expected = 1.0
-    elif allocator.hugepages_in_effect():
-        expected = memory.CPU_HEAP_RETENTION_HUGEPAGES
-    else:
-        expected = memory.CPU_HEAP_RETENTION
+    expected = memory.CPU_HEAP_RETENTION if allocator.available() else 1.0
     assert memory.heap_retention(torch.device("cpu")) == expected
     assert memory.estimate_budget(1 << 30, torch.device("meta")) == 1 << 30
     assert memory.estimate_budget(1 << 30, torch.device("cpu")) == int((1 << 30) / expected)
+
+
+@pytest.mark.parametrize("llc, chunk", [(None, 2 << 20), (32 << 20, 2 << 20), (8 << 20, 1 << 20), (512 << 20, 8 << 20)])
+def test_cpu_block_chunks_follow_the_last_level_cache(llc, chunk, monkeypatch) -> None:
+    monkeypatch.setattr(memory, "last_level_cache_bytes", lambda: llc)
+    memory._cpu_chunk_bytes.cache_clear()
+    try:
+        assert memory.block_chunk_bytes("cpu") == chunk
+        assert memory.block_chunk_tokens(60, 4, "cpu") == chunk // 240
+    finally:
+        memory._cpu_chunk_bytes.cache_clear()
+    assert memory.block_chunk_bytes("cuda") == memory.ACCELERATOR_CHUNK_BYTES
+
+
+def test_last_level_cache_is_read_from_the_system() -> None:
+    if not Path("/sys/devices/system/cpu/cpu0/cache").is_dir():
+        pytest.skip("no sysfs cache description on this system")
+    assert memory.last_level_cache_bytes() >= 256 << 10

@@ -301,6 +301,28 @@ def test_batch_equals_images_one_by_one(multi_window):
     assert max_diff(batch[0], batch[1]) > 100 * TOL  # different images give different outputs
 
 
+# Bytes of one chunk for the window-4, width-16 model on a batch of 2: one window of both images, or six.
+@pytest.mark.parametrize("chunk_bytes", [1, 6 * 2 * 16 * 16 * 4], ids=["one-window", "six-windows"])
+def test_blocks_run_in_chunks_give_the_same_output(multi_window, chunk_bytes, monkeypatch):
+    """Inference runs each block over chunks of windows, in place; chunks that cut the shift groups anywhere, over a
+    batch, give the whole-image result (and the official one)."""
+    ref, model = multi_window
+    x = torch.rand(2, 3, 21, 26, generator=torch.Generator().manual_seed(8))
+    whole = our_output(model, x)
+    chunked_runs = []
+    real_tokens = swinir.memory.block_chunk_tokens
+
+    def small_chunks(width, itemsize, device_type):
+        chunked_runs.append(real_tokens(width, itemsize, device_type))
+        return max(1, chunk_bytes // (width * itemsize))
+
+    monkeypatch.setattr(swinir.memory, "block_chunk_tokens", small_chunks)
+    chunked = our_output(model, x)
+    assert chunked_runs, "the blocks did not ask for a chunk size"
+    assert max_diff(chunked, whole) <= TOL
+    assert max_diff(chunked, reference_output(ref, x)) <= TOL
+
+
 @pytest.mark.parametrize("align", [1, 8], ids=["cpu-path", "padded-path"])
 def test_weights_changed_after_a_forward_are_used(multi_window, align, monkeypatch):
     """The mask and padded-weight caches must not outlive a reload or an in-place update of the weights."""

@@ -74,14 +74,8 @@ def sweep(families: list[str], sides: list[int], repeats: int, raw: bool) -> Non
 
 
 def last_level_cache_mib() -> int | None:
-    sizes = []
-    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
-        try:
-            if (index / "type").read_text().strip() in ("Unified", "Data"):
-                sizes.append(int((index / "size").read_text().strip().rstrip("K")) >> 10)
-        except (OSError, ValueError):
-            pass
-    return max(sizes, default=None)
+    llc = memory.last_level_cache_bytes()
+    return None if llc is None else llc >> 20
 
 
 def configurations(model: swinir.SwinIR, size: int, fixed: tuple[int, ...] = FIXED) -> list[tuple[str, object]]:

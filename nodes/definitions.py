@@ -23,7 +23,8 @@ _OVERLAP_TOOLTIP = (
 )
 _PRECISION_TOOLTIP = (
     "Arithmetic precision. fp32 is exact and the safe choice on CPU; bf16/fp16 are faster and use less "
-    "memory on GPUs that support them, with tiny differences in the result."
+    "memory on GPUs that support them, with tiny differences in the result. A CPU without AVX-512 BF16/FP16 or "
+    "AMX units emulates them, several times slower than fp32 (the console says so)."
 )
 _STRENGTH_TOOLTIP = "How much of the restored image to keep: 1 = fully restored, 0 = the input unchanged, in between = a blend."
 

@@ -102,6 +102,31 @@ def resolve_device(device: torch.device | str | None, default: torch.device) -> 
     return device
 
 
+def cpu_has_native(dtype: torch.dtype) -> bool:
+    """Whether this CPU computes `dtype` in hardware (oneDNN's own check: AVX-512 BF16 or AMX for bf16, AVX-512 FP16
+    or AMX-FP16 for fp16). Without such units PyTorch emulates them, several times slower than fp32."""
+    if dtype == torch.float32:
+        return True
+    check = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}.get(dtype)
+    try:
+        return bool(getattr(torch.ops.mkldnn, check)())
+    except (AttributeError, RuntimeError, TypeError):
+        return True  # unknown (another build of torch): no claim either way, so no warning
+
+
+def warn_if_emulated(device: torch.device, dtype: torch.dtype) -> None:
+    """Say (once per call site, as Python warnings go) when the precision asked for has no hardware on this CPU
+    (the default model ran 8x slower in bf16 than in fp32 on an AVX2 CPU: bench/bench_precision.py)."""
+    if device.type == "cpu" and not cpu_has_native(dtype):
+        name = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+        warnings.warn(
+            f"{name} on this CPU is emulated (it has no AVX-512 {name.upper()} or AMX units) and runs several times "
+            "slower than fp32; choose fp32 precision",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def _autocast(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return nullcontext()
@@ -295,6 +320,7 @@ def restore(
     dtype = PRECISIONS[precision]
     home = next(model.parameters()).device
     device = resolve_device(device, home)
+    warn_if_emulated(device, dtype)
     budget = memory_budget if memory_budget is not None else memory.memory_budget(device)
     window, scale = cfg.window_size, cfg.scale
     overlap = default_overlap(window) if overlap is None else max(0, int(overlap))

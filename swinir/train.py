@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from .config import SwinIRConfig
 from .degrade import add_gaussian_noise, jpeg_roundtrip
+from .engine import cpu_has_native
 from .errors import CheckpointError, InputError
 from .fileutil import atomic_target
 from .imageio import IMAGE_SUFFIXES, read_image_uint8
@@ -272,6 +273,10 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
     data_names += [d.name for d in s.data if d.name not in data_names]
     pairs = load_pairs(s.data, s.scale if s.task == "sr" else 1, s.patch)
     log.info("%d training images", len(pairs))
+    if s.precision == "bf16" and not cpu_has_native(torch.bfloat16):
+        # Measured on an AVX2 CPU: a step took 7-10x as long as in fp32 (bench/RESULTS.md, tenth session).
+        log.warning("bf16 on this CPU is emulated (no AVX-512 BF16 or AMX units): training runs several times slower "
+                    "than in fp32; use --precision fp32")
     model.train()
     t0, loss_sum, loss_n = time.time(), 0.0, 0
     while step < s.iterations:

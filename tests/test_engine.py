@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 import swinir
 from swinir import memory
+from swinir.engine import PRECISIONS
 from swinir.channels import rgb_to_ycbcr
 from swinir.network import pad_to_window
 from swinir.tiling import TilePlan, align_down, align_up, plan_tiles, tile_weight
@@ -708,12 +709,29 @@ def test_reduced_precision_is_close_to_fp32(models, precision: str, dtype: torch
         x = image(1, 3, 30, 37, seed=26)
         ref = swinir.restore(model, x)
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # no overflow here, so no fallback warning
+            warnings.simplefilter("error", UserWarning)  # no overflow here, so no fallback warning
             out = swinir.restore(model, x, precision=precision)
         assert out.dtype == torch.float32 and out.shape == ref.shape and torch.isfinite(out).all()
         diff = max_diff(out, ref)
         assert diff > 0, f"{precision} gave bit-identical output: it did not run in reduced precision"
         assert diff <= 0.05 and float((out - ref).abs().mean()) <= 5e-3, f"{precision} max diff {diff}"
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_emulated_precision_on_the_cpu_says_to_choose_fp32(models, monkeypatch, precision: str) -> None:
+    model, x = models[8], image(1, 3, 16, 16, seed=40)
+    assert swinir.engine.cpu_has_native(torch.float32) is True
+    assert isinstance(swinir.engine.cpu_has_native(PRECISIONS[precision]), bool)
+    monkeypatch.setattr(swinir.engine, "cpu_has_native", lambda dtype: dtype == torch.float32)
+    with pytest.warns(RuntimeWarning, match=f"{precision} on this CPU is emulated.*choose fp32"):
+        swinir.restore(model, x, precision=precision)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        swinir.restore(model, x)  # fp32: nothing to say
+    monkeypatch.setattr(swinir.engine, "cpu_has_native", lambda dtype: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        swinir.restore(model, x, precision=precision)  # a CPU with the units: nothing to say
 
 
 def _overflowing_model() -> swinir.SwinIR:

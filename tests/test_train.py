@@ -83,6 +83,22 @@ def test_init_starts_from_a_model_and_the_export_says_so(image_folders, tmp_path
     assert torch.load(train(run, TINY), weights_only=True)["init"].startswith("state.pt at step 2 (")
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_training_on_a_cpu_without_bf16_units_says_so(image_folders, tmp_path: Path, single_thread, caplog,
+                                                           monkeypatch, native: bool) -> None:
+    monkeypatch.setattr(swinir.train, "cpu_has_native", lambda dtype: native)
+    run = settings(image_folders[:1], tmp_path, 1)
+    run.precision = "bf16"
+    with caplog.at_level("WARNING", logger="swinir.train"):
+        state = torch.load(train(run, TINY), weights_only=True)
+    assert state["step"] == 1
+    said = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
+    if native:
+        assert said == []
+    else:
+        assert len(said) == 1 and "--precision fp32" in said[0], said
+
+
 def test_train_rejects_missing_or_empty_data(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         train(settings([tmp_path / "missing"], tmp_path / "run", 1), TINY)

@@ -84,8 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overlap", type=int, default=None,
                    help="pixels shared by neighbouring tiles (default: 4 windows, 32 px for window 8, 28 for window 7)")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
-                   help="fp32 (default, exact); bf16 (faster on recent GPUs); fp16 (GPU only, tiles that overflow are "
-                   "redone in fp32)")
+                   help="fp32 (default, exact); bf16 (faster on recent GPUs and on CPUs with AMX or AVX-512 BF16, "
+                   "several times slower on other CPUs); fp16 (GPU only, tiles that overflow are redone in fp32)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--gray-mode", choices=("luma", "per_channel"), default="luma",
                    help="gray models on colour images: restore the luma and keep the colour (default), or run each "

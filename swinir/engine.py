@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
@@ -114,16 +113,19 @@ def cpu_has_native(dtype: torch.dtype) -> bool:
         return True  # unknown (another build of torch): no claim either way, so no warning
 
 
+_EMULATED_SAID: set[torch.dtype] = set()
+
+
 def warn_if_emulated(device: torch.device, dtype: torch.dtype) -> None:
-    """Say (once per call site, as Python warnings go) when the precision asked for has no hardware on this CPU
-    (the default model ran 8x slower in bf16 than in fp32 on an AVX2 CPU: bench/bench_precision.py)."""
-    if device.type == "cpu" and not cpu_has_native(dtype):
+    """Say once per process when the precision asked for has no hardware on this CPU (the default model ran 7x
+    slower in bf16 than in fp32 on an AVX2 CPU: bench/bench_precision.py). Through logging, not `warnings`: in ComfyUI
+    0.3.75's server the warnings of its worker thread never reached the console."""
+    if device.type == "cpu" and dtype not in _EMULATED_SAID and not cpu_has_native(dtype):
+        _EMULATED_SAID.add(dtype)
         name = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-        warnings.warn(
-            f"{name} on this CPU is emulated (it has no AVX-512 {name.upper()} or AMX units) and runs several times "
-            "slower than fp32; choose fp32 precision",
-            RuntimeWarning,
-            stacklevel=3,
+        log.warning(
+            "%s on this CPU is emulated (it has no AVX-512 %s or AMX units) and runs several times slower than fp32; "
+            "choose fp32 precision", name, name.upper(),
         )
 
 
@@ -171,7 +173,7 @@ class _Runner:
         if self.dtype != torch.float32 and not torch.isfinite(out).all():
             # SwinIR overflows fp16 on real weights (black or NaN output): redo this tile in fp32.
             if not self.warned:
-                warnings.warn(f"{self.dtype} produced non-finite values; those tiles were redone in fp32", stacklevel=3)
+                log.warning("%s produced non-finite values; those tiles were redone in fp32", self.dtype)
                 self.warned = True
             with torch.inference_mode():
                 out = self.model(x)

@@ -8,7 +8,6 @@ trained default model on Set14 images from ../shared/data and skips when that fo
 from __future__ import annotations
 
 import math
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -701,37 +700,44 @@ def _cpu_autocast_works(dtype: torch.dtype) -> str | None:
 
 
 @pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
-def test_reduced_precision_is_close_to_fp32(models, precision: str, dtype: torch.dtype) -> None:
+def test_reduced_precision_is_close_to_fp32(models, caplog, precision: str, dtype: torch.dtype) -> None:
     reason = _cpu_autocast_works(dtype)
     if reason:
         pytest.skip(reason)
     for model in models.values():
         x = image(1, 3, 30, 37, seed=26)
         ref = swinir.restore(model, x)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", UserWarning)  # no overflow here, so no fallback warning
+        with caplog.at_level("WARNING", logger="swinir.engine"):
             out = swinir.restore(model, x, precision=precision)
+        assert _said(caplog, "redone in fp32") == []  # no overflow here, so no fallback
         assert out.dtype == torch.float32 and out.shape == ref.shape and torch.isfinite(out).all()
         diff = max_diff(out, ref)
         assert diff > 0, f"{precision} gave bit-identical output: it did not run in reduced precision"
         assert diff <= 0.05 and float((out - ref).abs().mean()) <= 5e-3, f"{precision} max diff {diff}"
 
 
+def _said(caplog, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "swinir.engine" and text in r.getMessage()]
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_emulated_precision_on_the_cpu_says_to_choose_fp32(models, monkeypatch, precision: str) -> None:
+def test_emulated_precision_on_the_cpu_says_to_choose_fp32(models, monkeypatch, caplog, precision: str) -> None:
     model, x = models[8], image(1, 3, 16, 16, seed=40)
     assert swinir.engine.cpu_has_native(torch.float32) is True
     assert isinstance(swinir.engine.cpu_has_native(PRECISIONS[precision]), bool)
-    monkeypatch.setattr(swinir.engine, "cpu_has_native", lambda dtype: dtype == torch.float32)
-    with pytest.warns(RuntimeWarning, match=f"{precision} on this CPU is emulated.*choose fp32"):
-        swinir.restore(model, x, precision=precision)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        swinir.restore(model, x)  # fp32: nothing to say
+    monkeypatch.setattr(swinir.engine, "_EMULATED_SAID", set())
     monkeypatch.setattr(swinir.engine, "cpu_has_native", lambda dtype: True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
+    with caplog.at_level("WARNING", logger="swinir.engine"):
         swinir.restore(model, x, precision=precision)  # a CPU with the units: nothing to say
+        assert _said(caplog, "emulated") == []
+        monkeypatch.setattr(swinir.engine, "cpu_has_native", lambda dtype: dtype == torch.float32)
+        swinir.restore(model, x)  # fp32: nothing to say
+        assert _said(caplog, "emulated") == []
+        for _ in range(2):
+            swinir.restore(model, x, precision=precision)
+    said = _said(caplog, "emulated")
+    assert len(said) == 1, f"said once per process, got {said}"
+    assert said[0].startswith(f"{precision} on this CPU is emulated") and "choose fp32" in said[0]
 
 
 def _overflowing_model() -> swinir.SwinIR:
@@ -744,7 +750,7 @@ def _overflowing_model() -> swinir.SwinIR:
     return model
 
 
-def test_fp16_overflow_falls_back_to_fp32() -> None:
+def test_fp16_overflow_falls_back_to_fp32(caplog) -> None:
     reason = _cpu_autocast_works(torch.float16)
     if reason:
         pytest.skip(reason)
@@ -756,12 +762,13 @@ def test_fp16_overflow_falls_back_to_fp32() -> None:
     ref = swinir.restore(model, x)
     inside = ((ref > 0.01) & (ref < 0.99)).float().mean()
     assert inside > 0.3, "test premise: the fp32 output is not just clamped values"
-    with pytest.warns(UserWarning, match="fp32"):
+    with caplog.at_level("WARNING", logger="swinir.engine"):
         out = swinir.restore(model, x, precision="fp16")
-    assert torch.isfinite(out).all()
-    assert max_diff(out, ref) <= TOL
-    with pytest.warns(UserWarning, match="fp32"):
+        assert len(_said(caplog, "redone in fp32")) == 1
+        assert torch.isfinite(out).all()
+        assert max_diff(out, ref) <= TOL
         tiled = swinir.restore(model, x, precision="fp16", tile=32, overlap=8)
+    assert len(_said(caplog, "redone in fp32")) == 2, "said once per run, not once per tile"
     assert max_diff(tiled, swinir.restore(model, x, tile=32, overlap=8)) <= TOL
 
 

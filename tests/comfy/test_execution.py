@@ -7,6 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from swinir.engine import cpu_has_native
+
 from comfy_harness import (
     ComfyEvents,
     DENOISE_NAME,
@@ -82,6 +84,9 @@ def test_bf16_precision_runs_close_to_fp32(comfy, odd_image):
     assert bf16.shape == fp32.shape
     diff = abs(bf16.astype(int) - fp32.astype(int))
     assert diff.mean() < 2.0 and diff.max() <= 16, (diff.mean(), diff.max())
+    # On a CPU without bf16 units (AVX2 only) the console says once that bf16 is emulated and to choose fp32.
+    said = "bf16 on this CPU is emulated" in comfy.log_text()
+    assert said == (not cpu_has_native(torch.bfloat16)), comfy.log_tail()
 
 
 def test_jpeg_window7_model(comfy, odd_image):

@@ -1,4 +1,4 @@
-"""PyTorch's huge-page CPU blocks (THP_MEM_ALLOC_ENABLE, chosen by swinir for the processes it starts) against its
+"""PyTorch's huge-page CPU blocks (THP_MEM_ALLOC_ENABLE=1, the user's choice) against its
 default 64-byte-aligned ones: seconds and the peak memory a pass adds, for the default model through the engine.
 
     python bench/bench_hugepages.py [--sizes 768 1024] [--tiles auto 384 whole] [--repeats 2] [--threads 2]
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys, threading, time
 sys.path.insert(0, {root!r})
-import swinir  # first: with THP_MEM_ALLOC_ENABLE unset it would choose huge pages; the parent always sets it
+import swinir  # first, as the command line does; the parent sets THP_MEM_ALLOC_ENABLE either way
 import torch
 from swinir import allocator, memory
 torch.set_num_threads({threads})

@@ -4,11 +4,6 @@ which model fits an image.
 Plain PyTorch; never imports ComfyUI or Ray (the bulk runners in `swinir.bulk` import Ray only when asked to).
 """
 
-# Before anything imports torch: PyTorch reads its CPU allocation policy once (allocator.py says why it matters).
-from .allocator import prefer_hugepages
-
-prefer_hugepages()
-
 from .cache import cached_bytes, clear_caches
 from .checkpoint import convert, load_model, model_from_state_dict, read_checkpoint, save_safetensors
 from .config import SwinIRConfig

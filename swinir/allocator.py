@@ -11,14 +11,13 @@ the free memory, so the process's resident memory falls back as before.
 
 Two limits of that recycling, found by counting page faults (tests/test_allocator.py, bench/bench_hugepages.py):
 PyTorch allocates with posix_memalign(64), whose few-byte alignment slivers land in glibc's tcache, so a freed block
-cannot merge with its neighbours and the next block of the same size takes fresh heap until those bins are full:
-the heap outgrows the live peak about threefold (memory.CPU_HEAP_RETENTION). And a thread other than the main one (as
-ComfyUI's prompt worker is) allocates from an arena of 64 MiB heaps, so its larger blocks are mapped afresh
-whatever the threshold. PyTorch's own `THP_MEM_ALLOC_ENABLE=1` avoids both: blocks of 2 MiB and up are 2 MiB
-aligned (slivers too large for the tcache, so freed blocks merge) and backed by transparent huge pages (one fault
-per 2 MiB, in every thread). PyTorch reads it once, at its first allocation, so it only takes effect in a process
-that sets it before importing torch: `prefer_hugepages()` does that for processes that import swinir first (the
-command line, the bench scripts, bulk workers); ComfyUI users set it when starting ComfyUI (README).
+cannot always merge with its neighbours and takes fresh heap (memory.CPU_HEAP_RETENTION measures what a pass then
+holds). And a thread other than the main one (as ComfyUI's prompt worker is) allocates from an arena of 64 MiB
+heaps, so its larger blocks are mapped afresh whatever the threshold. PyTorch's own `THP_MEM_ALLOC_ENABLE=1`
+(blocks of 2 MiB and up 2 MiB-aligned and backed by transparent huge pages) avoids both, and the pack used to set
+it for the processes it starts. Since the transformer blocks run in cache-sized chunks (network.py), a pass
+allocates few large blocks, and huge pages made the default model 0-20 % slower in the main thread and in a worker
+thread alike, for the same memory (bench/RESULTS.md, tenth session): the pack leaves PyTorch's choice to the user.
 
 glibc only (Linux); elsewhere these are no-ops.
 """
@@ -29,7 +28,6 @@ import ctypes
 import ctypes.util
 import os
 import platform
-import sys
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
@@ -71,13 +69,6 @@ def available() -> bool:
 
 HUGEPAGES_ENV = "THP_MEM_ALLOC_ENABLE"
 _THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
-
-
-def prefer_hugepages() -> None:
-    """Ask PyTorch for 2 MiB-aligned, huge-page-backed CPU blocks, when torch is not imported yet (else it has made
-    its choice) and the user has not chosen (`THP_MEM_ALLOC_ENABLE=0` opts out)."""
-    if "torch" not in sys.modules and kernel_hugepages():
-        os.environ.setdefault(HUGEPAGES_ENV, "1")
 
 
 @lru_cache(maxsize=1)

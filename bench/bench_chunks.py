@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import swinir  # noqa: E402  (first: the process's allocator choice, as the command line makes it)
+import swinir  # noqa: E402
 import torch  # noqa: E402
 
 from bench.bench_network import build  # noqa: E402

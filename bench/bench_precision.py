@@ -1,8 +1,8 @@
 """CPU speed of the engine by precision: fp32 against bf16 and fp16 autocast, on the default model.
 
 Whether reduced precision pays on a CPU depends on its units: with AMX or AVX-512 BF16/FP16, oneDNN runs bf16/fp16
-natively; without them (AVX2 only) PyTorch emulates them and they are slower than fp32, which is why the engine warns
-(`engine.warn_if_emulated`). One `swinir.restore` per precision, interleaved in one process, medians, as ratios to
+natively; without them (AVX2 only) PyTorch emulates them and they are slower than fp32, which is why the engine says so
+(`engine.warn_if_emulated` logs it). One `swinir.restore` per precision, interleaved in one process, medians, as ratios to
 fp32, with oneDNN's own verdict on the CPU's units.
 
     python bench/bench_precision.py [--size 128] [--repeats 3] [--threads 2]
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import swinir  # noqa: E402  (first: the process's allocator choice, as the command line makes it)
+import swinir  # noqa: E402
 import torch  # noqa: E402
 
 from swinir.engine import PRECISIONS, cpu_has_native  # noqa: E402

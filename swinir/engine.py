@@ -122,7 +122,7 @@ def warn_if_emulated(device: torch.device, dtype: torch.dtype) -> None:
     0.3.75's server the warnings of its worker thread never reached the console."""
     if device.type == "cpu" and dtype not in _EMULATED_SAID and not cpu_has_native(dtype):
         _EMULATED_SAID.add(dtype)
-        name = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+        name = next(k for k, v in PRECISIONS.items() if v == dtype)
         log.warning(
             "%s on this CPU is emulated (it has no AVX-512 %s or AMX units) and runs several times slower than fp32; "
             "choose fp32 precision", name, name.upper(),

@@ -4,9 +4,9 @@
   made, done once up front; training pairs are aligned random crops.
 - denoise (blind): a random sigma per patch, uniform in [0, sigma_max] on the 0-255 scale, Gaussian noise added
   in float (neither rounded nor clipped), as the official tests add it.
-- jpeg (blind): a random IJG quality per patch, uniform in the range, through Pillow's encoder with 4:2:0 chroma
-  (what most JPEGs carry); the patch is encoded after its flip/rotation, so its 16 px MCU grid starts at the
-  patch corner, as a whole image's does.
+- jpeg (blind): a random IJG quality per patch, log-uniform in the range by default (see `QUALITY_SAMPLING`),
+  through Pillow's encoder with 4:2:0 chroma (what most JPEGs carry); the patch is encoded after its
+  flip/rotation, so its 16 px MCU grid starts at the patch corner, as a whole image's does.
 
 Crops get random flips and 90-degree rotations. L1 loss, Adam, an exponential moving average of the weights
 (what gets exported), and a resumable state file.
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .config import SwinIRConfig
 from .degrade import add_gaussian_noise, jpeg_roundtrip
-from .engine import cpu_has_native
+from .engine import warn_if_emulated
 from .errors import CheckpointError, InputError
 from .fileutil import atomic_target
 from .imageio import IMAGE_SUFFIXES, read_image_uint8
@@ -43,6 +43,11 @@ TRAIN_TASKS = ("sr", "denoise", "jpeg")
 # The level each monitor evaluation uses for the blind tasks (a fixed seed for the noise).
 MONITOR_SIGMA = 25
 MONITOR_QUALITY = 20
+# How a patch's JPEG quality is drawn from the range. log: P(q) proportional to 1/q, so each halving of the quality
+# gets the same share of patches; below quality 50 the IJG quantiser step is proportional to 1/q, so this spreads
+# the patches evenly over the strength of the artifacts, where uniform gave q 10-20 only 14 % of them.
+# uniform: every quality equally often (how the JPEG default's run was trained up to its step 6,600).
+QUALITY_SAMPLING = ("log", "uniform")
 
 
 @dataclass
@@ -63,6 +68,7 @@ class TrainSettings:
     task: str = "sr"
     sigma_max: int = 50  # denoise: sigma drawn from [0, sigma_max]
     quality_range: tuple[int, int] = (10, 90)  # jpeg: quality drawn from this range, inclusive
+    quality_sampling: str = "log"  # jpeg: one of QUALITY_SAMPLING
     init: Path | None = None  # starting weights for a new run: a state.pt or a .safetensors of the same network
     precision: str = "fp32"  # bf16: autocast for the forward and backward (fp32 weights and Adam state)
 
@@ -78,7 +84,8 @@ class TrainSettings:
             return f"Gaussian noise sigma 0-{self.sigma_max} (float, per patch)"
         if self.task == "jpeg":
             low, high = self.quality_range
-            return f"Pillow JPEG quality {low}-{high}, 4:2:0 (per patch)"
+            spread = "" if self.quality_sampling == "uniform" else f" {self.quality_sampling}-uniform"
+            return f"Pillow JPEG quality {low}-{high}{spread}, 4:2:0 (per patch)"
         return f"MATLAB bicubic x{self.scale}"
 
 
@@ -131,8 +138,17 @@ def degrade_patch(clean: np.ndarray, s: TrainSettings, rng: np.random.Generator)
     if s.task == "denoise":
         sigma = rng.uniform(0.0, s.sigma_max)
         return add_gaussian_noise(clean.astype(np.float32) / 255.0, sigma, rng)
+    return jpeg_roundtrip(clean, draw_quality(s, rng)).astype(np.float32) / 255.0
+
+
+def draw_quality(s: TrainSettings, rng: np.random.Generator) -> int:
     low, high = s.quality_range
-    return jpeg_roundtrip(clean, int(rng.integers(low, high + 1))).astype(np.float32) / 255.0
+    if s.quality_sampling == "uniform":
+        return int(rng.integers(low, high + 1))
+    if s.quality_sampling != "log":
+        raise InputError(f"unknown quality sampling {s.quality_sampling!r}; use one of {', '.join(QUALITY_SAMPLING)}")
+    qualities = np.arange(low, high + 1)
+    return int(rng.choice(qualities, p=(1.0 / qualities) / (1.0 / qualities).sum()))
 
 
 def sample_batch(pairs, s: TrainSettings, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -253,6 +269,7 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
     ema.requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=s.lr, betas=(0.9, 0.99))
     step, elapsed, history, data_names = 0, 0.0, [], []
+    degradation = s.degradation()
     rng = np.random.default_rng(s.seed)
     if state_path.exists():
         state = _load_state(state_path)
@@ -267,16 +284,20 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
         step, elapsed, history = state["step"], state["elapsed"], list(state["history"])
         data_names = list(state["data"])
         init_record = state.get("init")
+        # A run resumed with another degradation keeps what its earlier steps were trained on.
+        if state["degradation"].endswith(degradation):
+            degradation = state["degradation"]
+        else:
+            degradation = f"{state['degradation']} to step {step}, then {degradation}"
         rng = np.random.default_rng([s.seed, step])
         log.info("resumed at step %d (%.0f s trained)", step, elapsed)
     # The export's metadata names every folder the weights ever saw, across resumes.
     data_names += [d.name for d in s.data if d.name not in data_names]
     pairs = load_pairs(s.data, s.scale if s.task == "sr" else 1, s.patch)
     log.info("%d training images", len(pairs))
-    if s.precision == "bf16" and not cpu_has_native(torch.bfloat16):
-        # Measured on an AVX2 CPU: a step took 7-10x as long as in fp32 (bench/RESULTS.md, tenth session).
-        log.warning("bf16 on this CPU is emulated (no AVX-512 BF16 or AMX units): training runs several times slower "
-                    "than in fp32; use --precision fp32")
+    if s.precision == "bf16":
+        # On an AVX2 CPU a bf16 step took 7-10x as long as an fp32 one (bench/RESULTS.md, tenth session).
+        warn_if_emulated(torch.device("cpu"), torch.bfloat16)
     model.train()
     t0, loss_sum, loss_n = time.time(), 0.0, 0
     while step < s.iterations:
@@ -310,7 +331,7 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
             _save_state(state_path, {
                 "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                 "step": step, "elapsed": elapsed, "history": history, "config": config.to_metadata(),
-                "data": data_names, "degradation": s.degradation(),
+                "data": data_names, "degradation": degradation,
                 "monitor": None if s.eval_dir is None else f"{s.eval_dir.name} {monitor_name(s.task)}",
                 "init": init_record,
             })

@@ -12,12 +12,16 @@ from safetensors import safe_open
 
 import swinir
 from swinir.errors import CheckpointError, InputError
-from swinir.train import TrainSettings, export, train
+from swinir.train import TrainSettings, degrade_patch, draw_quality, export, train
 from test_cli import assert_clean_failure, run_cli
 
 TINY = swinir.SwinIRConfig(
     task="lightweight_sr", scale=2, in_chans=3, window_size=8, embed_dim=12, depths=(2,), num_heads=(2,),
     upsampler="pixelshuffledirect",
+)
+TINY_JPEG = swinir.SwinIRConfig(
+    task="color_jpeg", scale=1, in_chans=3, window_size=8, embed_dim=12, depths=(2,), num_heads=(2,), upsampler="",
+    level_range=(10, 90),
 )
 
 
@@ -86,17 +90,72 @@ def test_init_starts_from_a_model_and_the_export_says_so(image_folders, tmp_path
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_training_on_a_cpu_without_bf16_units_says_so(image_folders, tmp_path: Path, single_thread, caplog,
                                                            monkeypatch, native: bool) -> None:
-    monkeypatch.setattr(swinir.train, "cpu_has_native", lambda dtype: native)
+    # The engine's own notice, said once per process: start from a process that has not said it yet.
+    monkeypatch.setattr(swinir.engine, "cpu_has_native", lambda dtype: native)
+    monkeypatch.setattr(swinir.engine, "_EMULATED_SAID", set())
     run = settings(image_folders[:1], tmp_path, 1)
     run.precision = "bf16"
-    with caplog.at_level("WARNING", logger="swinir.train"):
+    with caplog.at_level("WARNING", logger="swinir.engine"):
         state = torch.load(train(run, TINY), weights_only=True)
     assert state["step"] == 1
     said = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
     if native:
         assert said == []
     else:
-        assert len(said) == 1 and "--precision fp32" in said[0], said
+        assert len(said) == 1 and "bf16 on this CPU is emulated" in said[0] and "choose fp32" in said[0], said
+
+
+def jpeg_settings(data: list[Path], out: Path, iterations: int, sampling: str) -> TrainSettings:
+    run = settings(data, out, iterations)
+    run.task, run.quality_sampling = "jpeg", sampling
+    return run
+
+
+def test_log_quality_sampling_spreads_patches_over_the_strength_of_the_artifacts(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    shares = {}
+    for sampling in ("log", "uniform"):
+        q = np.array([draw_quality(jpeg_settings([], tmp_path, 1, sampling), rng) for _ in range(20_000)])
+        assert q.min() == 10 and q.max() == 90
+        shares[sampling] = [np.mean((q >= a) & (q < 2 * a)) for a in (10, 20, 40)]
+    # log: each doubling of the quality (each halving of the quantiser step below q 50) draws about a third.
+    assert all(0.30 < share < 0.36 for share in shares["log"]), shares
+    # uniform: q 10-19 gets 10 of the 81 qualities, q 40-79 gets 40.
+    assert shares["uniform"][0] == pytest.approx(10 / 81, abs=0.01)
+    assert shares["uniform"][2] == pytest.approx(40 / 81, abs=0.01)
+    with pytest.raises(InputError, match="quality sampling 'cubic'"):
+        draw_quality(jpeg_settings([], tmp_path, 1, "cubic"), rng)
+
+
+@pytest.mark.parametrize("task", ["denoise", "jpeg"])
+def test_blind_degradations_of_a_patch(task: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    clean = np.random.default_rng(2).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    run = jpeg_settings([], tmp_path, 1, "log")
+    run.task = task
+    out = degrade_patch(clean, run, rng)
+    assert out.shape == clean.shape and out.dtype == np.float32
+    assert np.abs(out - clean / 255.0).mean() > 1e-3
+    if task == "jpeg":  # decoded pixels: the uint8 grid, in range
+        assert np.allclose(out * 255.0, np.round(out * 255.0), atol=1e-3) and 0 <= out.min() and out.max() <= 1
+
+
+def test_jpeg_run_resumed_with_another_sampling_keeps_its_history(image_folders, tmp_path: Path,
+                                                                   single_thread) -> None:
+    torch.manual_seed(0)
+    state = torch.load(train(jpeg_settings(image_folders, tmp_path, 2, "uniform"), TINY_JPEG), weights_only=True)
+    assert state["degradation"] == "Pillow JPEG quality 10-90, 4:2:0 (per patch)"
+    state = torch.load(train(jpeg_settings(image_folders, tmp_path, 4, "log"), TINY_JPEG), weights_only=True)
+    switched = ("Pillow JPEG quality 10-90, 4:2:0 (per patch) to step 2, "
+                "then Pillow JPEG quality 10-90 log-uniform, 4:2:0 (per patch)")
+    assert state["step"] == 4 and state["degradation"] == switched
+    # Resuming with the same sampling adds nothing.
+    state = torch.load(train(jpeg_settings(image_folders, tmp_path, 6, "log"), TINY_JPEG), weights_only=True)
+    assert state["step"] == 6 and state["degradation"] == switched
+    target = export(tmp_path / "state.pt", tmp_path / "jpeg.safetensors")
+    assert safe_open(str(target), "pt").metadata()["training_data"].endswith(switched)
+    model = swinir.load_model(target)
+    assert swinir.restore(model, torch.rand(1, 3, 9, 11)).shape == (1, 3, 9, 11)
 
 
 def test_train_rejects_missing_or_empty_data(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..train import TRAIN_TASKS, TrainSettings, export, train
+from ..train import QUALITY_SAMPLING, TRAIN_TASKS, TrainSettings, export, train
 
 
 def _quality_range(value: str) -> tuple[int, int]:
@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma-max", type=int, default=50, help="denoise: highest noise sigma, 0-255 scale (default 50)")
     p.add_argument("--quality-range", type=_quality_range, default=(10, 90),
                    help="jpeg: JPEG qualities to train on, LOW-HIGH (default 10-90)")
+    p.add_argument("--quality-sampling", choices=QUALITY_SAMPLING, default=QUALITY_SAMPLING[0],
+                   help="jpeg: how a patch's quality is drawn from the range; log (default): as often as 1/quality, so "
+                   "q 10-20 get as many patches as q 20-40 and q 40-80; uniform: every quality equally often")
     p.add_argument("--init", type=Path,
                    help="start a new run from these weights (a state.pt or a .safetensors of the same network size), "
                    "e.g. the JPEG model from the denoiser; ignored when --out already has a state")
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     settings = TrainSettings(
         data=args.data, out=args.out, scale=args.scale, iterations=args.iterations, batch=args.batch,
         patch=args.patch, lr=args.lr, save_every=args.save_every, eval_every=args.eval_every, eval_dir=args.eval_dir,
-        task=args.task, sigma_max=args.sigma_max, quality_range=args.quality_range, init=args.init,
+        task=args.task, sigma_max=args.sigma_max, quality_range=args.quality_range,
+        quality_sampling=args.quality_sampling, init=args.init,
         precision=args.precision,
     )
     train(settings)

@@ -270,6 +270,7 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
     optimizer = torch.optim.Adam(model.parameters(), lr=s.lr, betas=(0.9, 0.99))
     step, elapsed, history, data_names = 0, 0.0, [], []
     degradation = s.degradation()
+    monitor = None if s.eval_dir is None else f"{s.eval_dir.name} {monitor_name(s.task)}"
     rng = np.random.default_rng(s.seed)
     if state_path.exists():
         state = _load_state(state_path)
@@ -284,6 +285,8 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
         step, elapsed, history = state["step"], state["elapsed"], list(state["history"])
         data_names = list(state["data"])
         init_record = state.get("init")
+        # A resume without --eval-dir keeps the name of the monitor its history's scores came from.
+        monitor = monitor or state.get("monitor")
         # A run resumed with another degradation keeps what its earlier steps were trained on.
         if state["degradation"].endswith(degradation):
             degradation = state["degradation"]
@@ -321,7 +324,8 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
             now = time.time()
             elapsed += now - t0
             t0 = now
-            record = {"step": step, "loss": loss_sum / loss_n, "elapsed": round(elapsed, 1)}
+            # The learning rate is recorded because a resume may change it (--lr), and the history must say so.
+            record = {"step": step, "loss": loss_sum / loss_n, "lr": _lr_at(step - 1, s), "elapsed": round(elapsed, 1)}
             if s.eval_dir is not None and (step % s.eval_every == 0 or step == s.iterations):
                 record["eval_psnr"] = round(evaluate(ema, s.eval_dir, s.scale, s.task), 3)
                 model.train()
@@ -332,7 +336,7 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
                 "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                 "step": step, "elapsed": elapsed, "history": history, "config": config.to_metadata(),
                 "data": data_names, "degradation": degradation,
-                "monitor": None if s.eval_dir is None else f"{s.eval_dir.name} {monitor_name(s.task)}",
+                "monitor": monitor,
                 "init": init_record,
             })
     return state_path
@@ -361,7 +365,7 @@ def export(state_path: Path, target: Path) -> Path:
     model = SwinIR(config)
     model.load_state_dict(weights)
     data = ", ".join(info["data"]) or "not recorded"
-    last_eval = next((r["eval_psnr"] for r in reversed(info["history"]) if "eval_psnr" in r), None)
+    last_eval = next((r for r in reversed(info["history"]) if "eval_psnr" in r), None)
     extra = {
         "source_file": "trained by ComfyUI-SwinIR (python -m swinir train)",
         "training_data": f"{data}, {info['degradation']}",
@@ -370,8 +374,9 @@ def export(state_path: Path, target: Path) -> Path:
     }
     if info["init"]:
         extra["initialised_from"] = info["init"]
+    # The step is named because a run may go on without evaluating (a large --eval-every).
     if last_eval is not None and config.is_sr:
-        extra["monitor_set5_psnr_y"] = str(last_eval)
+        extra["monitor_set5_psnr_y"] = f"{last_eval['eval_psnr']} at step {last_eval['step']}"
     elif last_eval is not None:
-        extra["monitor"] = f"{info['monitor']}: {last_eval}"
+        extra["monitor"] = f"{info['monitor']}: {last_eval['eval_psnr']} at step {last_eval['step']}"
     return save_safetensors(model, target, extra=extra)

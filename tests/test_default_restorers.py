@@ -7,9 +7,9 @@ About 11 minutes per level on the 2-core CI machine: 34 of the suite's 46 minute
 2026-12-02 (a SwinIR-S pass over a 481x321 image takes about 10 s there).
 
 The blind JPEG model's mark is at least 1.2 dB above the JPEG input on colour LIVE1 at every quality 10-40. The
-shipped export meets it at q 20, 30 and 40 and not yet at q 10 (bench/RESULTS.md, eleventh session). LIVE1 is
-re-scored here at q 20 only: it is the hardest level the mark is met at (+1.23 dB; every export so far gained more
-at q 30 and 40 than at 20), and each LIVE1 level costs as much CI time as a CBSD68 one. All four qualities get a
+shipped export meets it at q 20, 30 and 40 and not yet at q 10 (+1.19 dB; bench/RESULTS.md, twelfth session).
+LIVE1 is re-scored here at q 40 only: it is the hardest level the mark is met at (+1.32 dB against +1.34 and +1.35
+at q 20 and 30), and each LIVE1 level costs as much CI time as a CBSD68 one. All four qualities get a
 floor instead: the gains on classic5 (luma, five 512x512 images, about two minutes per quality on the CI machine) as
 recorded in bench/RESULTS.md, so a re-export that restores less than the shipped file fails here, and one that
 restores more must record its figures.
@@ -27,7 +27,7 @@ from bench import eval_restore
 CBM3D_CBSD68 = {15: 33.52, 25: 30.71, 50: 27.38}
 JPEG_MARK_DB = 1.2  # gain over the JPEG input on LIVE1 (ARCNN's on gray LIVE1 at q 10)
 # The shipped JPEG default's gain over the JPEG input on classic5, dB, as recorded (rounded to 0.01).
-JPEG_CLASSIC5_RECORDED = {10: 0.98, 20: 1.14, 30: 1.16, 40: 1.13}
+JPEG_CLASSIC5_RECORDED = {10: 1.20, 20: 1.23, 30: 1.18, 40: 1.12}
 
 
 def set_folder(name: str) -> Path:
@@ -57,11 +57,11 @@ def jpeg_model() -> swinir.SwinIR:
     return swinir.load_model(swinir.default_model_path("jpeg"))
 
 
-def test_blind_jpeg_model_reaches_the_mark_on_live1_q20(jpeg_model: swinir.SwinIR) -> None:
-    out, jpeg, n = eval_restore.score(jpeg_model, set_folder("LIVE1"), "jpeg", 20)
+def test_blind_jpeg_model_reaches_the_mark_on_live1_q40(jpeg_model: swinir.SwinIR) -> None:
+    out, jpeg, n = eval_restore.score(jpeg_model, set_folder("LIVE1"), "jpeg", 40)
     assert n == 29
     assert out - jpeg >= JPEG_MARK_DB, (
-        f"LIVE1 q20: the JPEG default gains {out - jpeg:.3f} dB over its input ({jpeg:.3f} dB), under the "
+        f"LIVE1 q40: the JPEG default gains {out - jpeg:.3f} dB over its input ({jpeg:.3f} dB), under the "
         f"{JPEG_MARK_DB} dB mark"
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +49,12 @@ def test_train_resume_export(image_folders: list[Path], tmp_path: Path, single_t
     first = torch.load(state_path, weights_only=True)
     assert first["step"] == 2 and [r["step"] for r in first["history"]] == [2]
 
-    # Resuming continues from the saved step with the saved weights, and records the new folder too.
-    train(settings(image_folders, tmp_path, 4), TINY)
+    # Resuming continues from the saved step with the saved weights, and records the new folder too, and the
+    # learning rate a resume may change.
+    train(replace(settings(image_folders, tmp_path, 4), lr=1e-4), TINY)
     second = torch.load(state_path, weights_only=True)
     assert second["step"] == 4 and [r["step"] for r in second["history"]] == [2, 4]
+    assert [r["lr"] for r in second["history"]] == [2e-4, 1e-4]
     assert second["data"] == [image_folders[0].name, image_folders[1].name]
     assert not all(torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
 
@@ -143,7 +147,8 @@ def test_blind_degradations_of_a_patch(task: str, tmp_path: Path) -> None:
 def test_jpeg_run_resumed_with_another_sampling_keeps_its_history(image_folders, tmp_path: Path,
                                                                    single_thread) -> None:
     torch.manual_seed(0)
-    state = torch.load(train(jpeg_settings(image_folders, tmp_path, 2, "uniform"), TINY_JPEG), weights_only=True)
+    monitored = replace(jpeg_settings(image_folders, tmp_path, 2, "uniform"), eval_dir=image_folders[0], eval_every=2)
+    state = torch.load(train(monitored, TINY_JPEG), weights_only=True)
     assert state["degradation"] == "Pillow JPEG quality 10-90, 4:2:0 (per patch)"
     state = torch.load(train(jpeg_settings(image_folders, tmp_path, 4, "log"), TINY_JPEG), weights_only=True)
     switched = ("Pillow JPEG quality 10-90, 4:2:0 (per patch) to step 2, "
@@ -153,7 +158,11 @@ def test_jpeg_run_resumed_with_another_sampling_keeps_its_history(image_folders,
     state = torch.load(train(jpeg_settings(image_folders, tmp_path, 6, "log"), TINY_JPEG), weights_only=True)
     assert state["step"] == 6 and state["degradation"] == switched
     target = export(tmp_path / "state.pt", tmp_path / "jpeg.safetensors")
-    assert safe_open(str(target), "pt").metadata()["training_data"].endswith(switched)
+    metadata = safe_open(str(target), "pt").metadata()
+    assert metadata["training_data"].endswith(switched)
+    # Only the first run evaluated: the export names the monitor and the step of its last score.
+    monitor = rf"{re.escape(image_folders[0].name)} RGB PSNR at JPEG quality 20: [0-9.]+ at step 2"
+    assert re.fullmatch(monitor, metadata["monitor"]), metadata["monitor"]
     model = swinir.load_model(target)
     assert swinir.restore(model, torch.rand(1, 3, 9, 11)).shape == (1, 3, 9, 11)
 

@@ -374,9 +374,11 @@ def export(state_path: Path, target: Path) -> Path:
     }
     if info["init"]:
         extra["initialised_from"] = info["init"]
-    # The step is named because a run may go on without evaluating (a large --eval-every).
-    if last_eval is not None and config.is_sr:
-        extra["monitor_set5_psnr_y"] = f"{last_eval['eval_psnr']} at step {last_eval['step']}"
-    elif last_eval is not None:
-        extra["monitor"] = f"{info['monitor']}: {last_eval['eval_psnr']} at step {last_eval['step']}"
+    if last_eval is not None:
+        # The step is named because a run may go on without evaluating (a large --eval-every).
+        score = f"{last_eval['eval_psnr']} at step {last_eval['step']}"
+        if config.is_sr:
+            extra["monitor_set5_psnr_y"] = score
+        else:
+            extra["monitor"] = f"{info['monitor']}: {score}"
     return save_safetensors(model, target, extra=extra)

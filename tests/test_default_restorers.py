@@ -6,13 +6,12 @@ table in bench/RESULTS.md (bench/eval_restore.py), so the recorded figures and t
 About 11 minutes per level on the 2-core CI machine: 34 of the suite's 46 minutes in the clean-clone run of
 2026-12-02 (a SwinIR-S pass over a 481x321 image takes about 10 s there).
 
-The blind JPEG model's mark is at least 1.2 dB above the JPEG input on colour LIVE1 at every quality 10-40. The
-shipped export meets it at q 20, 30 and 40 and not yet at q 10 (+1.19 dB; bench/RESULTS.md, twelfth session).
-LIVE1 is re-scored here at q 40 only: it is the hardest level the mark is met at (+1.32 dB against +1.34 and +1.35
-at q 20 and 30), and each LIVE1 level costs as much CI time as a CBSD68 one. All four qualities get a
-floor instead: the gains on classic5 (luma, five 512x512 images, about two minutes per quality on the CI machine) as
-recorded in bench/RESULTS.md, so a re-export that restores less than the shipped file fails here, and one that
-restores more must record its figures.
+The blind JPEG model's mark is at least 1.2 dB above the JPEG input on colour LIVE1 at every quality 10-40; the
+shipped export meets it at all four (+1.23 dB at q 10, bench/RESULTS.md, thirteenth session). LIVE1 is re-scored
+here at q 10 only: it is the hardest level (the smallest gain of the four), and each LIVE1 level costs as much CI
+time as a CBSD68 one. All four qualities get a floor instead: the gains on classic5 (luma, five 512x512 images,
+about two minutes per quality on the CI machine) as recorded in bench/RESULTS.md, so a re-export that restores less
+than the shipped file fails here, and one that restores more must record its figures.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from bench import eval_restore
 CBM3D_CBSD68 = {15: 33.52, 25: 30.71, 50: 27.38}
 JPEG_MARK_DB = 1.2  # gain over the JPEG input on LIVE1 (ARCNN's on gray LIVE1 at q 10)
 # The shipped JPEG default's gain over the JPEG input on classic5, dB, as recorded (rounded to 0.01).
-JPEG_CLASSIC5_RECORDED = {10: 1.20, 20: 1.23, 30: 1.18, 40: 1.12}
+JPEG_CLASSIC5_RECORDED = {10: 1.23, 20: 1.24, 30: 1.19, 40: 1.12}
 
 
 def set_folder(name: str) -> Path:
@@ -57,11 +56,11 @@ def jpeg_model() -> swinir.SwinIR:
     return swinir.load_model(swinir.default_model_path("jpeg"))
 
 
-def test_blind_jpeg_model_reaches_the_mark_on_live1_q40(jpeg_model: swinir.SwinIR) -> None:
-    out, jpeg, n = eval_restore.score(jpeg_model, set_folder("LIVE1"), "jpeg", 40)
+def test_blind_jpeg_model_reaches_the_mark_on_live1_q10(jpeg_model: swinir.SwinIR) -> None:
+    out, jpeg, n = eval_restore.score(jpeg_model, set_folder("LIVE1"), "jpeg", 10)
     assert n == 29
     assert out - jpeg >= JPEG_MARK_DB, (
-        f"LIVE1 q40: the JPEG default gains {out - jpeg:.3f} dB over its input ({jpeg:.3f} dB), under the "
+        f"LIVE1 q10: the JPEG default gains {out - jpeg:.3f} dB over its input ({jpeg:.3f} dB), under the "
         f"{JPEG_MARK_DB} dB mark"
     )
 

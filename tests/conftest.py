@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import torch
+
+# A shell without job control starts background commands (`cmd &`, `nohup cmd &`) with SIGINT ignored, and an
+# ignored signal stays ignored across exec: the command-line processes the interrupt tests start would then never
+# see their SIGINT and run to the end. A handled signal is reset to the default at exec, so the children get Python's
+# own KeyboardInterrupt whatever started the suite.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="module")

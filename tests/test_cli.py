@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 from PIL import Image, features
 
 import swinir
+from cli_runs import background_cli, wait_for
 from swinir.cli import restore as cli_restore
 from swinir_reference import randomize_
 
@@ -302,25 +302,11 @@ def test_interrupt_leaves_no_output(tmp_path: Path, tiny_model_file: Path) -> No
     noise_image(1024, 1024, "RGB", 11).save(src)
     out = tmp_path / "out"
     err_path = tmp_path / "stderr.txt"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    with open(err_path, "w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "swinir", "restore", str(src), "-o", str(out), "--model", str(tiny_model_file),
-             "--tile", "32", "--overlap", "8"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while " tiles " not in err_path.read_text() and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert proc.poll() is None, f"finished before it could be interrupted:\n{err_path.read_text()}"
-            assert " tiles " in err_path.read_text(), "no progress within 120 s"
-            proc.send_signal(signal.SIGINT)
-            rc = proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with background_cli("restore", src, "-o", out, "--model", tiny_model_file, "--tile", "32", "--overlap", "8",
+                        err=err_path) as proc:
+        wait_for(lambda: " tiles " in err_path.read_text(), "progress line", proc=proc, timeout=120)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=60)
     stderr = err_path.read_text()
     assert rc == 130, f"exit code {rc}:\n{stderr}"
     assert "Traceback" not in stderr, stderr

@@ -11,7 +11,7 @@ node code in ``nodes/`` imports it relatively, so the pack needs nothing on ``sy
 import os
 
 # oneDNN (PyTorch's CPU convolutions) keeps compiled kernels for every input shape it has seen, up to 1,024, in memory
-# no Python code can see: a ComfyUI session fed images of many sizes grew by about 2 MiB per prompt for that alone
+# no Python code can see: a ComfyUI server fed images of many sizes grows by about 2 MiB per prompt for that alone
 # (the soak test, bench/RESULTS.md). 64 kernels still cover a few sizes of every model in use; the user's own
 # setting wins. Read by oneDNN at its first convolution, so it is set here, before any prompt runs.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")

@@ -2,9 +2,9 @@
 with 1 and 2 actors (the cluster's start-up timed apart); frames per second and peak memory of a 720p video at
 two lengths, each in a fresh process (memory must not grow with the length).
 
-    python bench/bench_bulk.py                       # the default model, 16 images of 256², 720p at 4 and 12 frames
-    python bench/bench_bulk.py --address HOST:PORT   # an existing cluster instead of a local one
-    python bench/bench_bulk.py --tiny --json out.json   # a seconds-long rehearsal (tiny random model), for the tests
+    python -m bench.bench_bulk                       # the default model, 16 images of 256², 720p at 4 and 12 frames
+    python -m bench.bench_bulk --address HOST:PORT   # an existing cluster instead of a local one
+    python -m bench.bench_bulk --tiny --json out.json   # a seconds-long rehearsal (tiny random model), for the tests
 
 Images are random noise (speed does not depend on content); the video is synthetic (gradients and a moving
 square, x264), restored to x264 at the default CRF with the local runner. Needs `ray[data]` and PyAV.
@@ -15,23 +15,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from bench.bench_memory import RSS, run_child  # noqa: E402
+from testkit.peak_memory import RSS, run_child  # noqa: E402
 
 # One video through the local runner in a fresh interpreter: its own peak RSS (VmHWM), the baseline taken after
 # torch, PyAV and the model are loaded and one small frame has been restored (one-off allocations).
 VIDEO_CHILD = r"""
 import json, sys, time, torch
-sys.path.insert(0, {root!r})
 from pathlib import Path
 import numpy as np
 import swinir
@@ -62,7 +58,7 @@ def tiny_model(folder: Path) -> Path:
     import torch
 
     import swinir
-    from swinir_reference import randomize_
+    from testkit.reference import randomize_
 
     cfg = swinir.SwinIRConfig(task="lightweight_sr", scale=2, in_chans=3, window_size=8, embed_dim=12, depths=(2,),
                               num_heads=(2,), upsampler="pixelshuffledirect")
@@ -149,14 +145,14 @@ def bench_images(args, model_path: Path, work: Path) -> dict:
 
 
 def bench_video(args, model_path: Path, work: Path) -> dict:
-    from video_clips import make_clip
+    from testkit.video_clips import make_clip
 
     width, height = (int(v) for v in args.video_size.split("x"))
     rows = []
     for frames in args.lengths:
         source = make_clip(work / f"clip{frames}.mp4", width=width, height=height, frames=frames,
                            rate=Fraction(25), audio="aac")
-        child = VIDEO_CHILD.format(root=str(ROOT), rss=RSS, threads=args.threads, model=str(model_path),
+        child = VIDEO_CHILD.format(rss=RSS, threads=args.threads, model=str(model_path),
                                    tile=args.tile, source=str(source), target=str(work / f"clip{frames}_x2.mp4"))
         r = run_child(child, timeout=24 * 3600)
         rows.append(dict(r, fps=rate(r["frames"], r["seconds"])))

@@ -1,8 +1,8 @@
 """What the core keeps alive after restoring images of many sizes: tensor bytes still referenced, and the cache's
-own count, after each of N sizes; optionally for another checkout of the pack (e.g. the code before the byte
-bound), each in a fresh process.
+own count, after each of N sizes; optionally for another checkout of the pack (e.g. another commit), each in a
+fresh process.
 
-    python bench/bench_cache.py [--sizes 16] [--root OTHER_CHECKOUT ...]
+    python -m bench.bench_cache [--sizes 16] [--root OTHER_CHECKOUT ...]
 
 The default model, CPU, whole images of sides 200-560 px (as in issue 14's report); "alive" counts the storages of
 every tensor the garbage collector can reach that is not a parameter, after gc.collect().
@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import gc, json, sys, warnings
-sys.path.insert(0, {root!r})
 import torch
 import swinir
 torch.set_num_threads({threads})
@@ -61,9 +60,10 @@ print(json.dumps(dict(rows=rows, after_clear=after_clear)))
 
 
 def measure(root: Path, n: int, threads: int) -> dict:
-    model = str(ROOT / "models" / "swinir-s-x2-default.safetensors")
-    code = CHILD.format(root=str(root), threads=threads, model=model, n=n)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    model = str(ROOT / "swinir" / "models" / "swinir-s-x2-default.safetensors")
+    code = CHILD.format(threads=threads, model=model, n=n)
+    # Started in `root`: `python -c` puts that checkout first on the path, so the child imports its swinir.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

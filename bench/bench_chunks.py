@@ -4,7 +4,7 @@ Each block runs over chunks of windows in turn so that its temporaries stay in t
 pass per chunk size against whole-image blocks (one chunk per shift group), interleaved in one process, medians,
 as ratios to whole-image blocks. The rule's own choice for this CPU (from its last-level cache) is marked.
 
-    python bench/bench_chunks.py [--cases S-denoise S-x2 M-x2] [--chunks-mib 0.5 1 2 4 8] [--repeats 3]
+    python -m bench.bench_chunks [--cases S-denoise S-x2 M-x2] [--chunks-mib 0.5 1 2 4 8] [--repeats 3]
 
 Run with the machine otherwise idle (training paused).
 """
@@ -14,14 +14,11 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import swinir  # noqa: E402
-import torch  # noqa: E402
+import swinir
 
 from bench.bench_network import build  # noqa: E402
 from swinir import memory  # noqa: E402

@@ -1,7 +1,7 @@
 """Accuracy and speed of the degradation estimators (`swinir.estimate_degradation`, issue 12).
 
-    python bench/bench_estimate.py                      # everything, Markdown tables for bench/RESULTS.md
-    python bench/bench_estimate.py --limit 3 --parts noise jpeg   # a quick look on 3 images per set
+    python -m bench.bench_estimate                      # everything, Markdown tables for bench/RESULTS.md
+    python -m bench.bench_estimate --limit 3 --parts noise jpeg   # a quick look on 3 images per set
 
 Parts:
 - noise: sigma error per level (0-50, step 5) on CBSD68 and Kodak24, float noise (`add_gaussian_noise`, neither
@@ -34,10 +34,9 @@ import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
 
-from bench.eval_sr import DEFAULT_DATA  # noqa: E402
-from swinir.degrade import add_gaussian_noise, jpeg_roundtrip  # noqa: E402
+from testkit.data import DATA  # noqa: E402
+from swinir.training.degrade import add_gaussian_noise, jpeg_roundtrip  # noqa: E402
 from swinir.estimate import Degradation, estimate_degradation  # noqa: E402
 
 PARTS = ("noise", "jpeg", "clean", "double", "jpeg-noise", "time")
@@ -259,7 +258,7 @@ def time_part(data: Path, limit: int | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"folder of the test sets (default {DEFAULT_DATA})")
+    ap.add_argument("--data", type=Path, default=DATA, help=f"folder of the test sets (default {DATA})")
     ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     ap.add_argument("--limit", type=int, default=None, help="images per set (default: all)")
     ap.add_argument("--noise-sets", nargs="+", default=["CBSD68", "Kodak24"])
@@ -268,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sigmas", type=lambda s: [int(v) for v in s.split(",")], default=list(SIGMAS))
     ap.add_argument("--qualities", type=lambda s: [int(v) for v in s.split(",")], default=list(QUALITIES))
     args = ap.parse_args(argv)
-    print(f"`python bench/bench_estimate.py {' '.join(argv if argv is not None else sys.argv[1:])}`".replace("  ", " "))
+    print(f"`python -m bench.bench_estimate {' '.join(argv if argv is not None else sys.argv[1:])}`".replace("  ", " "))
     print(f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
           f"{torch.get_num_threads()}, numpy {np.__version__}, Pillow {Image.__version__})\n")
     started = time.perf_counter()

@@ -1,7 +1,7 @@
 """PyTorch's huge-page CPU blocks (THP_MEM_ALLOC_ENABLE=1, the user's choice) against its
 default 64-byte-aligned ones: seconds and the peak memory a pass adds, for the default model through the engine.
 
-    python bench/bench_hugepages.py [--sizes 768 1024] [--tiles auto 384 whole] [--repeats 2] [--threads 2]
+    python -m bench.bench_hugepages [--sizes 768 1024] [--tiles auto 384 whole] [--repeats 2] [--threads 2]
 
 Each measurement is one restore in a fresh process (the heap and PyTorch's choice are per process), the two settings
 interleaved, medians; "x" columns are huge pages over the default. Also in the main thread against a worker thread
@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import json, resource, sys, threading, time
-sys.path.insert(0, {root!r})
 import swinir  # first, as the command line does; the parent sets THP_MEM_ALLOC_ENABLE either way
 import torch
 from swinir import allocator, memory
+from swinir.budget import memory_budget
 torch.set_num_threads({threads})
 model = swinir.load_model(swinir.default_model_path())
 x = torch.nn.functional.avg_pool2d(torch.rand(1, 3, {side}, {side}, generator=torch.Generator().manual_seed(0)), 5, 1, 2)
@@ -46,7 +46,7 @@ from swinir.engine import auto_tile
 cpu = torch.device("cpu")
 window = model.config.window_size
 padded = -(-{side} // window) * window
-budget = memory.estimate_budget(memory.memory_budget(cpu), cpu)  # as swinir.restore sizes it
+budget = memory.estimate_budget(memory_budget(cpu), cpu)  # as swinir.restore sizes it
 out["tile"] = auto_tile(model.config, padded, padded, budget, torch.float32) if tile is None else tile
 print(json.dumps(dict(out, added=peak - base, hugepages=allocator.hugepages_in_effect())))
 """
@@ -54,8 +54,8 @@ print(json.dumps(dict(out, added=peak - base, hugepages=allocator.hugepages_in_e
 
 def measure(side: int, tile: str, hugepages: bool, threads: int, thread: bool) -> dict:
     env = dict(os.environ, THP_MEM_ALLOC_ENABLE="1" if hugepages else "0")
-    code = CHILD.format(root=str(ROOT), side=side, tile=tile, threads=threads, thread=thread)
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    code = CHILD.format(side=side, tile=tile, threads=threads, thread=thread)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=ROOT)
     r = json.loads(done.stdout.strip().splitlines()[-1])
     if r["hugepages"] != hugepages:
         raise SystemExit("this kernel gives no transparent huge pages: nothing to compare")

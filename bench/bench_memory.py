@@ -3,29 +3,21 @@
 Each size runs in a fresh child process; peak RSS is the process's high-water mark (VmHWM) and the baseline
 is the RSS after loading torch and the model, so 'used' is what the restoration itself added.
 
-    python bench/bench_memory.py [--sizes 1024 2048] [--tile auto|PIXELS]
-    python bench/bench_memory.py --calibrate    # measured bytes per pixel of one forward vs swinir.memory's estimate
-    python bench/bench_memory.py --sweep 128 256 512 768   # time per pixel of one forward pass by input side
+    python -m bench.bench_memory [--sizes 1024 2048] [--tile auto|PIXELS]
+    python -m bench.bench_memory --calibrate    # measured bytes per pixel of one forward vs swinir.memory's estimate
+    python -m bench.bench_memory --sweep 128 256 512 768   # time per pixel of one forward pass by input side
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-# The process's own high-water mark; ru_maxrss would also count the parent's RSS at the fork.
-RSS = 'rss = lambda: int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) * 1024'
+from testkit.peak_memory import RSS, forward_peak, run_child
 
 CHILD = r"""
 import json, sys, time, torch
-sys.path.insert(0, {root!r})
 import swinir
-from swinir import memory
+from swinir.budget import memory_budget
 model = swinir.load_model(swinir.default_model_path())
 x = torch.rand(1, 3, {size}, {size})
 {rss}
@@ -34,27 +26,9 @@ tiles = []
 t = time.perf_counter()
 y = swinir.restore(model, x, tile={tile!r}, progress=lambda d, n: tiles.append(n))
 elapsed = time.perf_counter() - t
-budget = memory.memory_budget(torch.device("cpu"))
+budget = memory_budget(torch.device("cpu"))
 print(json.dumps(dict(size={size}, seconds=elapsed, tiles=tiles[-1], peak=rss(), base=base, budget=budget,
                       out=list(y.shape))))
-"""
-
-# One forward pass of a randomly initialised network (memory does not depend on the weights); the baseline is taken
-# after a tiny warm-up pass so that one-off allocations are not counted.
-FORWARD_CHILD = r"""
-import json, sys, torch
-sys.path.insert(0, {root!r})
-from swinir import SwinIR, SwinIRConfig, memory
-if {threads}:
-    torch.set_num_threads({threads})
-cfg = SwinIRConfig(**json.loads({config!r}))
-model = SwinIR(cfg).eval()
-{rss}
-with torch.inference_mode():
-    model(torch.rand(1, cfg.in_chans, 2 * cfg.window_size, 2 * cfg.window_size))
-    base = rss()
-    model(torch.rand(1, cfg.in_chans, {size}, {size}))
-print(json.dumps(dict(used=rss() - base, estimate=memory.estimate_bytes(cfg, {size} ** 2))))
 """
 
 _M = dict(embed_dim=180, depths=[6] * 6, num_heads=[6] * 6)
@@ -68,19 +42,6 @@ CALIBRATION = [
     ("real-world M x4", dict(_M, task="real_sr", upsampler="nearest+conv", scale=4), 256),
     ("color denoise M", dict(_M, task="color_denoise", upsampler="", scale=1, noise_level=25), 256),
 ]
-
-
-def run_child(code: str, timeout: float | None = None) -> dict:
-    """Runs `code` in a fresh interpreter, so its peak RSS is its own; returns the JSON of its last output line."""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=timeout)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def forward_peak(config: dict, size: int, threads: int = 0) -> dict[str, int]:
-    """Bytes one forward pass of `config` on a size² input adds to a fresh process's peak RSS ('used'), and
-    swinir.memory's estimate for it ('estimate'). threads=0 keeps torch's default."""
-    child = FORWARD_CHILD.format(root=str(ROOT), rss=RSS, config=json.dumps(config), size=size, threads=threads)
-    return run_child(child, timeout=600)
 
 
 def calibrate() -> None:
@@ -99,7 +60,6 @@ def sweep(sides: list[int]) -> None:
 
     import torch
 
-    sys.path.insert(0, str(ROOT))
     import swinir
 
     model = swinir.load_model(swinir.default_model_path())
@@ -132,7 +92,7 @@ def main() -> None:
     if args.calibrate:
         calibrate()
         return
-    rows = [run_child(CHILD.format(root=str(ROOT), rss=RSS, size=size, tile=args.tile)) for size in args.sizes]
+    rows = [run_child(CHILD.format(rss=RSS, size=size, tile=args.tile)) for size in args.sizes]
     gib = 1 << 30
     print("| input | tiles | time s | s per Mpx | peak RSS GiB | used (peak - base) GiB | budget GiB |")
     print("|---|---|---|---|---|---|---|")

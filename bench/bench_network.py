@@ -4,8 +4,8 @@ Timing is interleaved (ours, spandrel, ours, ...) in one process and reported as
 one forward pass (RSS sampled every 2 ms, minus the RSS before it) is measured with --memory-only, in a fresh child
 process per path, so that neither path inherits the other's heap.
 
-    python bench/bench_network.py [--sizes 64 128 256] [--repeats 5] [--models M S]
-    python bench/bench_network.py --memory-only
+    python -m bench.bench_network [--sizes 64 128 256] [--repeats 5] [--models M S]
+    python -m bench.bench_network --memory-only
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import swinir  # noqa: E402
 
@@ -47,7 +46,6 @@ def build(variant: str, seed: int = 0):
 
 CHILD = """
 import sys, threading, time, torch
-sys.path.insert(0, {root!r})
 from bench.bench_network import build
 ours, ref = build({variant!r})
 model = ours if {path!r} == "ours" else ref
@@ -74,8 +72,9 @@ print((peak - base) / 2**20)
 
 def child_peak(variant: str, path: str, size: int) -> float:
     """Peak RSS growth (MiB) during one forward pass, sampled every 2 ms in a fresh process."""
-    code = CHILD.format(root=str(Path(__file__).resolve().parents[1]), variant=variant, path=path, size=size)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = CHILD.format(variant=variant, path=path, size=size)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
     return float(out.stdout.strip().splitlines()[-1])
 
 

@@ -2,10 +2,10 @@
 
 Whether reduced precision pays on a CPU depends on its units: with AMX or AVX-512 BF16/FP16, oneDNN runs bf16/fp16
 natively; without them (AVX2 only) PyTorch emulates them and they are slower than fp32, which is why the engine says so
-(`engine.warn_if_emulated` logs it). One `swinir.restore` per precision, interleaved in one process, medians, as ratios to
+(`precision.warn_if_emulated` logs it). One `swinir.restore` per precision, interleaved in one process, medians, as ratios to
 fp32, with oneDNN's own verdict on the CPU's units.
 
-    python bench/bench_precision.py [--size 128] [--repeats 3] [--threads 2]
+    python -m bench.bench_precision [--size 128] [--repeats 3] [--threads 2]
 
 Run with the machine otherwise idle (training paused).
 """
@@ -16,16 +16,13 @@ import argparse
 import logging
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import swinir  # noqa: E402
-import torch  # noqa: E402
+import swinir
 
-from swinir.engine import PRECISIONS, cpu_has_native  # noqa: E402
+from swinir.precision import PRECISIONS, cpu_has_native  # noqa: E402
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ Ours runs at its default overlap; ComfyUI's tiler (what "Upscale Image (using Mo
 32 px overlap) runs with the same tile and the same overlap/tile ratio (1/16), on the same model. The figure is
 PSNR(tiled, whole) in dB over the whole RGB output: higher means fewer seams.
 
-    python bench/bench_seams.py [--data ../shared/data] [--images N]
+    python -m bench.bench_seams [--data ../shared/data] [--images N]
 """
 
 from __future__ import annotations
@@ -13,20 +13,18 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import swinir  # noqa: E402
 from swinir.engine import default_overlap  # noqa: E402
 from swinir.imageio import read_image  # noqa: E402
 
-from bench.comfy_path import import_comfy_utils  # noqa: E402
+from testkit.comfy_path import import_comfy_utils  # noqa: E402
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

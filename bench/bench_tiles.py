@@ -1,16 +1,16 @@
 """CPU speed by tile size: the measurements behind the engine's auto tile (`swinir.engine.auto_tile`) and the check of
 its rule.
 
-    python bench/bench_tiles.py --sweep [--family S M] [--sides 128 192 256 384 512 768] [--raw]
+    python -m bench.bench_tiles --sweep [--family S M] [--sides 128 192 256 384 512 768] [--raw]
         time per pixel of one whole-image pass by input side (interleaved, medians), through the engine or, with
         --raw, the bare forward pass: whether smaller inputs run faster per pixel
-    python bench/bench_tiles.py --compare [--sizes 768 1024 2048] [--fixed 128 192 256 384] [--repeats 3]
+    python -m bench.bench_tiles --compare [--sizes 768 1024 2048] [--fixed 128 192 256 384] [--repeats 3]
                                 [--memory --baseline-root DIR]
         the default model on size² images: auto against fixed tiles 128/192/256/384 and the whole image (where the
         whole image does not fit the memory budget: the largest tile that does), interleaved, medians, ratios;
         with --memory, the peak RSS of auto in a fresh process, and of auto in another checkout (--baseline-root,
-        e.g. the code before this change: "today's auto")
-    python bench/bench_tiles.py --compile [--tile 256]
+        e.g. another commit's auto)
+    python -m bench.bench_tiles --compile [--tile 256]
         torch.compile against eager at one fixed tile size: compile time and median seconds per tile
 
 Run with the machine otherwise idle (training paused with SIGSTOP); 2 threads unless --threads.
@@ -21,21 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import swinir  # noqa: E402
 from swinir import memory  # noqa: E402
+from swinir.budget import memory_budget  # noqa: E402
 from swinir.engine import auto_tile  # noqa: E402
 from swinir.tiling import plan_tiles  # noqa: E402
 
-from bench.bench_memory import RSS, run_child  # noqa: E402
+from testkit.peak_memory import RSS, run_child  # noqa: E402
 
 M_X2 = dict(task="classical_sr", scale=2, embed_dim=180, depths=(6,) * 6, num_heads=(6,) * 6)
 FIXED = (128, 192, 256, 384)
@@ -83,7 +82,7 @@ def configurations(model: swinir.SwinIR, size: int, fixed: tuple[int, ...] = FIX
     not fit the memory budget, the largest tile that does."""
     cfg = model.config
     padded = -(-size // cfg.window_size) * cfg.window_size
-    budget = memory.memory_budget(torch.device("cpu"))
+    budget = memory_budget(torch.device("cpu"))
     if memory.estimate_bytes(cfg, padded * padded) <= budget:
         last = ("whole image", padded)
     else:
@@ -97,7 +96,7 @@ def describe_plan(model: swinir.SwinIR, size: int, tile) -> str:
     padded = -(-size // cfg.window_size) * cfg.window_size
     if tile == "auto":
         cpu = torch.device("cpu")
-        budget = memory.estimate_budget(memory.memory_budget(cpu), cpu)  # as swinir.restore sizes it
+        budget = memory.estimate_budget(memory_budget(cpu), cpu)  # as swinir.restore sizes it
         tile = auto_tile(cfg, padded, padded, budget, torch.float32)
     plan = plan_tiles(padded, padded, tile, 4 * cfg.window_size, cfg.window_size)
     return f"{len(plan)} x {plan.tile_height}²"
@@ -105,7 +104,6 @@ def describe_plan(model: swinir.SwinIR, size: int, tile) -> str:
 
 PEAK_CHILD = r"""
 import json, sys, torch
-sys.path.insert(0, {root!r})
 import swinir
 {rss}
 torch.set_num_threads({threads})
@@ -142,13 +140,13 @@ def compare(sizes: list[int], repeats: int, with_memory: bool, threads: int, lar
             row = (f"| {size}² | {label} | {describe_plan(model, size, tile)} | {medians[label]:.1f} | "
                    f"{medians[label] / best:.3f} |")
             if with_memory and label == "auto":
-                r = run_child(PEAK_CHILD.format(root=str(ROOT), rss=RSS, threads=threads, size=size, tile=tile))
+                r = run_child(PEAK_CHILD.format(rss=RSS, threads=threads, size=size, tile=tile))
                 row += f" {r['peak'] / 2**30:.2f} |"
             elif with_memory:
                 row += " |"
             print(row, flush=True)
         if with_memory and baseline is not None:
-            r = run_child(PEAK_CHILD.format(root=str(baseline), rss=RSS, threads=threads, size=size, tile="auto"))
+            r = run_child(PEAK_CHILD.format(rss=RSS, threads=threads, size=size, tile="auto"), cwd=baseline)
             print(f"| {size}² | auto of {baseline} (peak only) | | | | {r['peak'] / 2**30:.2f} |", flush=True)
         print(f"| {size}² | **auto / best fixed** | | | **{medians['auto'] / best:.3f}** |" +
               (" |" if with_memory else ""), flush=True)

@@ -1,9 +1,9 @@
 """The long fuzz run (issue 14, part 3): thousands of mutated checkpoints and image inputs, counted by outcome.
 
-    nice -n 19 .venv/bin/python bench/fuzz_long.py [--checkpoints 20000] [--images 10000] [--seed 0]
-    .venv/bin/python bench/fuzz_long.py --replay checkpoint:1234     # one case again, with its full outcome
+    nice -n 19 .venv/bin/python -m bench.fuzz_long [--checkpoints 20000] [--images 10000] [--seed 0]
+    .venv/bin/python -m bench.fuzz_long --replay checkpoint:1234     # one case again, with its full outcome
 
-The same cases as the short run in tests/test_fuzz.py (bench/fuzz_mutations.py, run by bench/fuzz_worker.py:
+The same cases as the short run in tests/test_fuzz.py (testkit/fuzz_mutations.py, run by testkit/fuzz_worker.py:
 one worker process on one thread, a deadline per case, an address-space limit), drawn from numbered seeds so any
 case can be replayed. Prints the counts by outcome for bench/RESULTS.md; a failing case's file or spec is kept in
 out/fuzz-failures/ and the exit status is 1.
@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from bench.fuzz_mutations import SEED_NAMES  # noqa: E402
-from bench.fuzz_worker import FuzzSession, new_session  # noqa: E402
+from testkit.fuzz_mutations import SEED_NAMES  # noqa: E402
+from testkit.fuzz_worker import FuzzSession, new_session  # noqa: E402
 
 FAILURES = ROOT / "out" / "fuzz-failures"
 TARGETS = ("restore", "work")

@@ -1,7 +1,7 @@
 """The GPU check of issue 11: one command for the first GPU we are lent, finished in under 5 minutes.
 
-    python bench/gpu_check.py --out bench/gpu_check.json [--markdown bench/gpu_check.md]
-    python bench/gpu_check.py --device cpu --quick --threads 1 --out /tmp/gpu_check.json   # the CPU rehearsal
+    python -m bench.gpu_check --out bench/gpu_check.json [--markdown bench/gpu_check.md]
+    python -m bench.gpu_check --device cpu --quick --threads 1 --out /tmp/gpu_check.json   # the CPU rehearsal
 
 Sections (each in its own try/except, under one time budget; the JSON record is rewritten after every section, so
 a run killed at its limit still leaves what it measured):
@@ -21,7 +21,7 @@ a run killed at its limit still leaves what it measured):
    tiles and the whole image need; on the CPU simulated through the engine's `oom_exceptions`) and recovered by
    shrinking the tile; the result must equal an unconstrained run at the tile it ended with.
 
-Random weights everywhere (tests/swinir_reference.py: every parameter random, outputs non-trivial). Needs
+Random weights everywhere (testkit/reference.py: every parameter random, outputs non-trivial). Needs
 spandrel (`pip install spandrel==0.4.1`; on a machine without a registry carry its wheel).
 """
 
@@ -52,13 +52,13 @@ from typing import Any, Callable
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(1, str(ROOT / "tests"))  # swinir_reference: the tests' random official-layout weights
 
 import swinir  # noqa: E402
 import swinir.network as network  # noqa: E402
 from swinir import cache, memory  # noqa: E402
-from swinir.engine import PRECISIONS, _autocast, _resolve_tile, default_overlap  # noqa: E402
+from swinir.budget import memory_budget  # noqa: E402
+from swinir.engine import _resolve_tile, default_overlap  # noqa: E402
+from swinir.precision import PRECISIONS, autocast  # noqa: E402
 from swinir.fileutil import atomic_target  # noqa: E402
 from swinir.tiling import plan_tiles  # noqa: E402
 
@@ -139,13 +139,13 @@ class SimulatedOOM(Exception):
 
 def _reference():
     try:
-        import swinir_reference
+        from testkit import reference
     except ImportError as e:
         raise SystemExit(
             f"gpu_check needs spandrel for its reference network and random weights ({e}); install it with "
             "`pip install spandrel==0.4.1`, or on a machine without a registry carry its wheel"
         ) from None
-    return swinir_reference
+    return reference
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def elapsed(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 def forward(model: torch.nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
-    with torch.inference_mode(), _autocast(x.device, PRECISIONS[precision]):
+    with torch.inference_mode(), autocast(x.device, PRECISIONS[precision]):
         return model(x)
 
 
@@ -705,7 +705,7 @@ def section_memory(ctx: Context) -> dict:
     padded = whole_tile(side, window)
     x = image(key, side, ctx.models.archs, seed=5)
     rows: list[dict] = []
-    budget = memory.memory_budget(ctx.device)
+    budget = memory_budget(ctx.device)
     out: dict[str, Any] = {"model": key, "input": [side, side], "rows": rows, "budget_bytes": budget,
                            "measure": "torch.cuda.max_memory_allocated" if ctx.device.type == "cuda"
                            else "peak RSS (VmHWM)"}
@@ -947,7 +947,7 @@ def markdown(record: dict) -> str:
     lines = [f"## GPU check (`bench/gpu_check.py`{' --quick' if m['quick'] else ''}): {where}", "",
              f"torch {m['torch']} (CUDA {m['cuda']}), spandrel {m.get('spandrel')}, commit {m.get('git')}, "
              f"{m['started']}, {m.get('elapsed_s', 0):.0f} s of a {m['budget_s']:.0f} s budget. "
-             "Random weights (every parameter random, tests/swinir_reference.py).", ""]
+             "Random weights (every parameter random, testkit/reference.py).", ""]
     for name in SECTIONS:
         entry = s.get(name)
         if entry is None:

@@ -297,6 +297,5 @@ class SwinIRExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         runtime.register_model_folder()
-        runtime.install_cache_hooks()
         runtime.add_routes()
         return list(NODES)

@@ -15,15 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import swinir
-from ..swinir.describe import NODE_FOR_FAMILY, TASK_TITLES
-from ..swinir.engine import PRECISIONS as ENGINE_PRECISIONS
-from ..swinir.describe import task_family as family_of_task
-
-FAMILY_WORDS = {"sr": "super-resolution", "denoise": "denoising", "jpeg": "JPEG-artifact removal"}
+from ..swinir.describe import NODE_FOR_FAMILY, task_phrase
+from ..swinir.precision import PRECISIONS as ENGINE_PRECISIONS
+from ..swinir.engine import Canvas
+from ..swinir.tasks import FAMILY_TITLES, TASKS
+from ..swinir.tasks import task_family as family_of_task
 
 PRECISIONS = tuple(ENGINE_PRECISIONS)
-
-DEFAULT_MODEL_PREFIX = "(default) "
 
 
 class WrongModelError(ValueError):
@@ -31,29 +29,9 @@ class WrongModelError(ValueError):
 
 
 def task_family(config) -> str:
-    if config.task not in TASK_TITLES:
+    if config.task not in TASKS:
         raise WrongModelError(f"Unknown SwinIR task {config.task!r}")
     return family_of_task(config.task)
-
-
-def task_phrase(config) -> str:
-    """What the model does, in words: 'JPEG-artifact removal model (color, quality 10)'."""
-    family = task_family(config)
-    colour = "grayscale" if config.in_chans == 1 else "color"
-    if family == "sr":
-        kind = {
-            "classical_sr": "classical",
-            "lightweight_sr": "lightweight",
-            "real_sr": "real-world",
-        }[config.task]
-        return f"super-resolution model (x{config.scale}, {kind})"
-    if family == "denoise":
-        level = getattr(config, "noise_level", None)
-        detail = colour if level is None else f"{colour}, noise level {level}"
-        return f"denoising model ({detail})"
-    quality = getattr(config, "jpeg_quality", None)
-    detail = colour if quality is None else f"{colour}, quality {quality}"
-    return f"JPEG-artifact removal model ({detail})"
 
 
 def check_task(model, family: str) -> None:
@@ -63,7 +41,7 @@ def check_task(model, family: str) -> None:
     if actual != family:
         raise WrongModelError(
             f"This is a {task_phrase(config)} [task {config.task}]; "
-            f"'{NODE_FOR_FAMILY[family]}' needs a {FAMILY_WORDS[family]} model. "
+            f"'{NODE_FOR_FAMILY[family]}' needs a {FAMILY_TITLES[family]} model. "
             f"Use the '{NODE_FOR_FAMILY[actual]}' node for this model."
         )
 
@@ -88,11 +66,14 @@ def restore_batch(
     cancel: Optional[Callable[[], bool]] = None,
     oom_exceptions: Iterable[type] = (torch.OutOfMemoryError,),
     memory_budget: Optional[int] = None,
+    is_oom: Optional[Callable[[BaseException], bool]] = None,
+    preview: Optional[Callable[[Canvas], None]] = None,
 ) -> torch.Tensor:
     """Restore a BHWC batch; returns BHWC float in [0, 1] on the CPU.
 
     The engine takes the images one at a time (memory does not grow with a long video batch) and calls
-    ``progress(done, total)`` once per tile over the whole batch.
+    ``progress(done, total)`` once per tile over the whole batch, then ``preview(canvas)`` when given (the image
+    being restored, see ``Canvas``); ``is_oom`` says which RuntimeErrors are out-of-memory errors.
     """
     if not isinstance(images, torch.Tensor):
         raise swinir.InputError(f"Expected an IMAGE batch [B, H, W, C] (a tensor), got a {type(images).__name__}")
@@ -118,6 +99,8 @@ def restore_batch(
         cancel=cancel,
         oom_exceptions=tuple(oom_exceptions),
         memory_budget=memory_budget,
+        is_oom=is_oom,
+        preview=preview,
     )
     return out.movedim(1, -1)
 
@@ -129,7 +112,7 @@ def blend(original: torch.Tensor, restored: torch.Tensor, strength: float) -> to
         raise ValueError(f"strength must be between 0 and 1, got {strength}")
     if strength >= 1.0:
         return restored
-    original = original.to(restored.dtype).cpu()
+    original = original.to(device=restored.device, dtype=restored.dtype)
     if original.shape[-1] != restored.shape[-1]:
         original = original.expand(*restored.shape)
     return (original + strength * (restored - original)).clamp_(0.0, 1.0)

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import swinir  # noqa: E402
-from swinir.imresize import imresize_uint8  # noqa: E402
+from swinir.training.imresize import imresize_uint8  # noqa: E402
 
 
 def main() -> None:

@@ -2,22 +2,22 @@
 
 A forward pass on the CPU allocates and frees the same few activation-sized tensors hundreds of times. glibc serves
 blocks above its mmap threshold (which adapts up to 32 MiB) with a fresh mmap each time, and unmaps them when
-freed, so every such tensor is page-faulted in again, page by page, and zeroed by the kernel. That is why a forward
-pass ran 1.8x slower per pixel once one activation passed about 32 MB (the default model above about 350² input,
-the M networks above about 200²) on two unrelated CPUs alike (a 32 MiB-L3 EPYC and a 480 MiB-L3 Xeon): it looked
-like a cache effect and was not (bench/RESULTS.md). During a run the thresholds are raised so freed blocks stay
-in the heap and are reused; after it, the thresholds go back to glibc's adapted values and `malloc_trim` returns
-the free memory, so the process's resident memory falls back as before.
+freed, so every such tensor is page-faulted in again, page by page, and zeroed by the kernel: without recycling, a
+forward pass runs 1.8x slower per pixel once one activation passes about 32 MB (the default model above about 350²
+input, the M networks above about 200²), on CPUs with small and with very large last-level caches alike, so it is
+not a cache effect (bench/RESULTS.md). During a run the thresholds are raised so freed blocks stay in the heap and
+are reused; after it, the thresholds go back to glibc's adapted values and `malloc_trim` returns the free memory,
+so the process's resident memory falls back to what it was.
 
 Two limits of that recycling, found by counting page faults (tests/test_allocator.py, bench/bench_hugepages.py):
 PyTorch allocates with posix_memalign(64), whose few-byte alignment slivers land in glibc's tcache, so a freed block
 cannot always merge with its neighbours and takes fresh heap (memory.CPU_HEAP_RETENTION measures what a pass then
 holds). And a thread other than the main one (as ComfyUI's prompt worker is) allocates from an arena of 64 MiB
 heaps, so its larger blocks are mapped afresh whatever the threshold. PyTorch's own `THP_MEM_ALLOC_ENABLE=1`
-(blocks of 2 MiB and up 2 MiB-aligned and backed by transparent huge pages) avoids both, and the pack used to set
-it for the processes it starts. Since the transformer blocks run in cache-sized chunks (network.py), a pass
-allocates few large blocks, and huge pages made the default model 0-20 % slower in the main thread and in a worker
-thread alike, for the same memory (bench/RESULTS.md, tenth session): the pack leaves PyTorch's choice to the user.
+(blocks of 2 MiB and up 2 MiB-aligned and backed by transparent huge pages) avoids both, but the transformer blocks
+run in cache-sized chunks (network.py), so a pass allocates few large blocks, and huge pages make the default model
+0-20 % slower in the main thread and in a worker thread alike, for the same memory (bench/bench_hugepages.py,
+bench/RESULTS.md): the pack leaves PyTorch's choice to the user.
 
 glibc only (Linux); elsewhere these are no-ops.
 """

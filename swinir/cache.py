@@ -2,11 +2,12 @@
 attention masks, relative-position bias, head-padded weights), bounded in bytes per device, least recently used
 out first.
 
-A long ComfyUI session sees images of every size; a cache bounded by entry count alone grows with the square of
+A long-running ComfyUI server sees images of every size; a cache bounded by entry count alone grows with the square of
 the sizes (a 2048 px layout holds tens of MB) and, on a GPU, keeps VRAM that ComfyUI's model management can neither
 see nor free. Each device gets `limit_for(device)` bytes: `DEFAULT_LIMIT`, but never more than `BUDGET_SHARE` of
 the engine's share of that device's memory
-(`memory.device_share`; the engine's budget for activations is that share less this limit). `clear_caches()` empties it (the ComfyUI nodes call it when models are unloaded).
+(`memory.device_share`; the engine's budget for activations is that share less this limit: `budget.memory_budget`).
+`clear_caches()` empties it (the ComfyUI nodes call it when models are unloaded).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections import OrderedDict
 from typing import Any, Callable, TypeVar
 
 import torch
+
+from .memory import device_share
 
 DEFAULT_LIMIT = 64 << 20
 BUDGET_SHARE = 0.03
@@ -59,8 +62,6 @@ def limit_for(device: torch.device | str) -> int:
     if _limit_override is not None:
         return _limit_override
     if key not in _limits:
-        from .memory import device_share
-
         _limits[key] = int(min(DEFAULT_LIMIT, BUDGET_SHARE * device_share(torch.device(key))))
     return _limits[key]
 

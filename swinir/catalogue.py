@@ -1,6 +1,6 @@
 """The official SwinIR checkpoints (release v0.0) and how to build a network for each.
 
-The data lives in ``models/catalogue.json`` at the pack root so that it can be
+The data lives in ``swinir/models/catalogue.json``, beside the default models, so that it can be
 read and reviewed without Python; this module only parses and looks it up.
 """
 
@@ -14,22 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CatalogueError, UnknownModelError
+from .tasks import TASKS
 
 __all__ = ["CATALOGUE_PATH", "CatalogueEntry", "find_entry", "load_catalogue"]
 
-CATALOGUE_PATH = Path(__file__).resolve().parents[1] / "models" / "catalogue.json"
+CATALOGUE_PATH = Path(__file__).resolve().parent / "models" / "catalogue.json"
 
-TASKS = frozenset(
-    {
-        "classical_sr",
-        "lightweight_sr",
-        "real_sr",
-        "gray_denoise",
-        "color_denoise",
-        "gray_jpeg",
-        "color_jpeg",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -100,13 +90,13 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 def _entry_from_json(raw: Any, index: int, path: Path) -> CatalogueEntry:
     where = f"{path}, models[{index}]"
     if not isinstance(raw, dict):
-        raise CatalogueError(f"{where} is not an object; restore models/catalogue.json from the pack")
+        raise CatalogueError(f"{where} is not an object; restore swinir/models/catalogue.json from the pack")
     missing = sorted(set(_FIELD_TYPES) - set(raw))
     extra = sorted(set(raw) - set(_FIELD_TYPES))
     if missing or extra:
         raise CatalogueError(
             f"{where}: missing fields {missing}, unknown fields {extra}; "
-            "restore models/catalogue.json from the pack"
+            "restore swinir/models/catalogue.json from the pack"
         )
     for key, types in _FIELD_TYPES.items():
         value = raw[key]
@@ -132,7 +122,7 @@ def _load(path: Path) -> tuple[CatalogueEntry, ...]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CatalogueError(
-            f"model catalogue {path} is missing; reinstall the pack or restore models/catalogue.json"
+            f"model catalogue {path} is missing; reinstall the pack or restore swinir/models/catalogue.json"
         ) from None
     except (OSError, ValueError) as exc:
         raise CatalogueError(f"cannot read model catalogue {path}: {exc}") from None
@@ -168,5 +158,5 @@ def find_entry(name_or_file: str, path: Path | None = None) -> CatalogueEntry:
     hint = f"close names: {', '.join(by_lower[c] for c in close)}; " if close else ""
     raise UnknownModelError(
         f"unknown SwinIR model {name_or_file!r}; {hint}"
-        "run 'python -m swinir download --list' to see all names"
+        "run 'swinir download --list' to see all names"
     )

@@ -84,7 +84,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         raise CheckpointError(f"{path}: corrupt safetensors file ({e}); download or convert it again") from None
 
 
-def _check_zip_records(path: Path) -> None:
+def _check_zip_records(path: Path, fix: str = "download it again") -> None:
     """Refuse compressed or oversized zip entries before torch.load reads them: torch.save never compresses, and
     PyTorch's reader allocates an entry's claimed uncompressed size up front (a few KB could claim 100 GB)."""
     size = path.stat().st_size
@@ -93,24 +93,24 @@ def _check_zip_records(path: Path) -> None:
             infos = z.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error, OverflowError, NotImplementedError):
         raise CheckpointError(
-            f"{path}: corrupt or truncated PyTorch file (unreadable zip directory); download it again"
+            f"{path}: corrupt or truncated PyTorch file (unreadable zip directory); {fix}"
         ) from None
     for info in infos:
         if info.compress_type != zipfile.ZIP_STORED:
             raise CheckpointError(
                 f"{path}: refused to load: entry {info.filename!r} is compressed ({info.compress_size} bytes, "
                 f"{info.file_size} unpacked), which PyTorch checkpoints never are; the file is damaged or not a "
-                "checkpoint, download it again"
+                f"checkpoint, {fix}"
             )
         if info.compress_size != info.file_size:
             raise CheckpointError(
                 f"{path}: corrupt PyTorch file (entry {info.filename!r} is stored as {info.compress_size} bytes but "
-                f"claims {info.file_size}); download it again"
+                f"claims {info.file_size}); {fix}"
             )
         if info.header_offset + info.file_size > size:
             raise CheckpointError(
                 f"{path}: truncated PyTorch file (entry {info.filename!r} ends past the file's {size} bytes); "
-                "download it again"
+                f"{fix}"
             )
 
 
@@ -139,19 +139,19 @@ def _legacy_storage_bytes(f) -> int:
     return sum(storages.values())
 
 
-def _read_torch(path: Path, kind: str) -> dict:
+def _read_torch(path: Path, kind: str, fix: str = "download it again") -> dict:
     size = path.stat().st_size
     try:
         # A file object, not the path: torch.load would hand a file named *.safetensors to safetensors itself.
         with open(path, "rb") as f:
             if kind == "torch-zip":
-                _check_zip_records(path)
+                _check_zip_records(path, fix)
             else:
                 claimed = _legacy_storage_bytes(f)
                 if claimed > size:
                     raise CheckpointError(
                         f"{path}: corrupt PyTorch file (its tensors claim {claimed} bytes of data, the file has "
-                        f"{size}); download it again"
+                        f"{size}); {fix}"
                     )
             f.seek(0)
             obj = torch.load(f, map_location="cpu", weights_only=True)
@@ -161,17 +161,32 @@ def _read_torch(path: Path, kind: str) -> dict:
         raise CheckpointError(
             f"{path}: refused to load: the file contains Python objects other than tensors, which could run code "
             f"({str(e).splitlines()[-1][:200] if str(e) else type(e).__name__}). Only plain weight files are "
-            "accepted; convert it in a trusted environment with `python -m swinir convert`"
+            "accepted; convert it in a trusted environment with `swinir convert`"
         ) from None
     # torch.load's restricted unpickler calls its allowed functions with whatever arguments a damaged stream holds, so
     # such a file raises any type of exception (the fuzzer, tests/test_fuzz.py, met TypeError, IndexError,
     # AttributeError and KeyError besides the RuntimeError and EOFError of a truncated file): all mean "unreadable".
     except Exception as e:  # noqa: BLE001
         first = str(e).splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: corrupt or truncated PyTorch file ({first}); download it again") from None
+        raise CheckpointError(f"{path}: corrupt or truncated PyTorch file ({first}); {fix}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors")
     return obj
+
+
+def read_torch_file(path: str | os.PathLike, fix: str) -> dict:
+    """A dict that `torch.save` wrote (a training state, say), read within the limits a checkpoint is read with:
+    tensors only, no compressed or oversized zip entries, no legacy storages claiming more than the file. Every
+    failure is a CheckpointError naming the file and ending with `fix`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes); {fix}")
+    kind = _sniff(path)
+    if kind == "safetensors":
+        raise CheckpointError(f"{path}: a safetensors file, not one that torch.save wrote; {fix}")
+    return _read_torch(path, kind, fix)
 
 
 def _pick_wrapped(obj: dict) -> dict:

@@ -6,15 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-TASKS = (
-    "classical_sr",
-    "lightweight_sr",
-    "real_sr",
-    "gray_denoise",
-    "color_denoise",
-    "gray_jpeg",
-    "color_jpeg",
-)
+from .tasks import TASKS
+
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "")
 RESI_CONNECTIONS = ("1conv", "3conv")
 

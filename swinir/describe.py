@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 from .config import SwinIRConfig
+from .tasks import FAMILY_TITLES, TASK_TITLES, task_family
 
-TASK_TITLES = {
-    "classical_sr": "classical super-resolution",
-    "lightweight_sr": "lightweight super-resolution",
-    "real_sr": "real-world super-resolution",
-    "gray_denoise": "grayscale denoising",
-    "color_denoise": "color denoising",
-    "gray_jpeg": "grayscale JPEG-artifact removal",
-    "color_jpeg": "color JPEG-artifact removal",
-}
 # Which node of the pack runs each task family.
 NODE_FOR_FAMILY = {"sr": "SwinIR Upscale", "denoise": "SwinIR Denoise", "jpeg": "SwinIR JPEG Cleanup"}
-
-
-def task_family(task: str) -> str:
-    return task.rsplit("_", 1)[-1]
 
 
 def variant(config: SwinIRConfig) -> str:
@@ -45,3 +33,16 @@ def describe(config: SwinIRConfig) -> str:
         parts[-1] += f", blind for {'sigma' if config.is_denoise else 'quality'} {low}-{high}"
     detail = f"{variant(config)}, window {config.window_size}, {'RGB' if config.in_chans == 3 else 'gray'}"
     return f"{' '.join(parts)} ({detail})"
+
+
+def task_phrase(config: SwinIRConfig) -> str:
+    """What the model does, for a message: 'JPEG-artifact removal model (color, quality 10)'."""
+    family = task_family(config.task)
+    if family == "sr":
+        kind = TASK_TITLES[config.task].removesuffix(" " + FAMILY_TITLES["sr"])
+        return f"{FAMILY_TITLES['sr']} model (x{config.scale}, {kind})"
+    colour = "grayscale" if config.in_chans == 1 else "color"
+    level = config.noise_level if family == "denoise" else config.jpeg_quality
+    what = "noise level" if family == "denoise" else "quality"
+    detail = colour if level is None else f"{colour}, {what} {level}"
+    return f"{FAMILY_TITLES[family]} model ({detail})"

@@ -13,126 +13,67 @@ from . import memory
 from .channels import GRAY_MODES, channel_plan
 from .errors import Cancelled, InputError, SwinIRError
 from .allocator import reuse_large_buffers
+from .budget import memory_budget as device_budget
+from .devices import resolve_device
+from .image_checks import check_images
 from .network import SwinIR, pad_to_window
+from .precision import PRECISIONS, autocast, warn_if_emulated
 from .tiling import TilePlan, align_down, plan_tiles, tile_weight
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_OVERLAP_WINDOWS = 4
 MIN_TILE_WINDOWS = 4
 
 Progress = Callable[[int, int], None]
 
 
+@dataclass
+class Canvas:
+    """The plane being restored, as far as its tiles are done: what a preview shows while a long run goes on."""
+
+    acc: torch.Tensor  # (1, C, H', W') weighted sum of the finished tiles, padded output size
+    weight: torch.Tensor  # (1, 1, H', W') their summed blend weights
+    height: int  # output size without the window padding
+    width: int
+
+    def image(self, max_side: int) -> torch.Tensor:
+        """(C, h, w) in [0, 1], at most `max_side` pixels a side (every k-th pixel: cheap at any size); what no
+        finished tile covers yet is black."""
+        step = max(1, -(-max(self.height, self.width) // max(1, max_side)))
+        acc = self.acc[0, :, : self.height : step, : self.width : step]
+        weight = self.weight[0, :, : self.height : step, : self.width : step]
+        return (acc / weight.clamp_min(1e-12)).clamp_(0, 1)
+
+
 class _Counter:
     """Tiles done and planned; the plan can grow when an out-of-memory error shrinks the tiles."""
 
-    def __init__(self, total: int, callback: Progress | None) -> None:
-        self.done, self.total, self.callback = 0, total, callback
+    def __init__(self, total: int, callback: Progress | None,
+                 preview: Callable[[Canvas], None] | None = None) -> None:
+        self.done, self.total, self.callback, self.preview = 0, total, callback, preview
+        self.canvas: Canvas | None = None
 
     def tick(self) -> None:
         self.done += 1
         if self.callback is not None:
             self.callback(self.done, self.total)
+        if self.preview is not None and self.canvas is not None:
+            self.preview(self.canvas)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is a device running out of memory: torch's OutOfMemoryError, or the AcceleratorError newer
+    PyTorch raises for some allocation failures (CUDA error 2, cudaErrorMemoryAllocation)."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    accelerator_error = getattr(torch, "AcceleratorError", None)
+    return (accelerator_error is not None and isinstance(error, accelerator_error)
+            and (getattr(error, "error_code", None) == 2 or "out of memory" in str(error).lower()))
 
 
 def default_overlap(window: int) -> int:
     return DEFAULT_OVERLAP_WINDOWS * window
-
-
-def check_images(images: torch.Tensor, scale: int = 1) -> None:
-    """Refuse what the engine cannot restore before any work or large allocation; `scale` sizes the result."""
-    if not isinstance(images, torch.Tensor):
-        raise InputError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.layout != torch.strided or images.is_meta:
-        what = "meta" if images.is_meta else str(images.layout).removeprefix("torch.")
-        raise InputError(
-            f"images must be a dense tensor holding data, got a {what} tensor; convert it first (.to_dense())"
-        )
-    if images.dim() != 4:
-        raise InputError(f"images must be NCHW (4 dimensions), got shape {tuple(images.shape)}")
-    n, c, h, w = images.shape
-    if n == 0:
-        raise InputError("the image batch is empty; connect at least one image")
-    if h == 0 or w == 0:
-        raise InputError(f"image size {w}x{h} has no pixels")
-    if c not in (1, 2, 3, 4):
-        raise InputError(
-            f"images have {c} channels; expected 1 (gray), 3 (RGB) or with alpha 2/4 in NCHW layout "
-            f"(got shape {tuple(images.shape)}; a channels-last NHWC tensor must be permuted first)"
-        )
-    if images.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        raise InputError(f"images must be float in [0, 1] (float16, bfloat16, float32 or float64), got {images.dtype}")
-    # What cannot fit however it is tiled: the float32 result plus one image's accumulator and weights, on the CPU.
-    # (A stride-0 view can claim a terabyte image without holding it.)
-    needed = 4 * h * w * scale * scale * (n * c + c + 1)
-    available = memory.available_ram()
-    if needed > available:
-        raise InputError(
-            f"restoring {n} image(s) of {w}x{h} at x{scale} needs at least {needed / 2**30:.1f} GiB of memory for "
-            f"the result, and {available / 2**30:.1f} GiB is available; downscale or split the image, or restore "
-            "fewer images at once"
-        )
-    # In slices of at most 4M values: a whole-batch temporary (or the copy a reduction makes of a stride-0 view)
-    # could need more memory than the images themselves.
-    rows = max(1, (1 << 22) // (c * w))
-    bad = sum(
-        int((~torch.isfinite(images[i, :, top : top + rows])).sum()) for i in range(n) for top in range(0, h, rows)
-    )
-    if bad:
-        raise InputError(f"images contain {bad} NaN or infinite values; fix the node or file that produced them")
-
-
-def resolve_device(device: torch.device | str | None, default: torch.device) -> torch.device:
-    """The device to run on; an unusable one is an InputError naming the fix, not a driver traceback."""
-    if device is None:
-        return default
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device} requested but CUDA is not available here; use cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise InputError(f"device {device} does not exist; this machine has {torch.cuda.device_count()} CUDA devices")
-    if device.type not in ("cpu", "cuda", "mps", "xpu"):
-        raise InputError(f"device {device} is not supported; use cpu or cuda")
-    return device
-
-
-def cpu_has_native(dtype: torch.dtype) -> bool:
-    """Whether this CPU computes `dtype` in hardware (oneDNN's own check: AVX-512 BF16 or AMX for bf16, AVX-512 FP16
-    or AMX-FP16 for fp16). Without such units PyTorch emulates them, several times slower than fp32."""
-    if dtype == torch.float32:
-        return True
-    check = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}.get(dtype)
-    try:
-        return bool(getattr(torch.ops.mkldnn, check)())
-    except (AttributeError, RuntimeError, TypeError):
-        return True  # unknown (another build of torch): no claim either way, so no warning
-
-
-_EMULATED_SAID: set[torch.dtype] = set()
-
-
-def warn_if_emulated(device: torch.device, dtype: torch.dtype) -> None:
-    """Say once per process when the precision asked for has no hardware on this CPU (the default model ran 7x
-    slower in bf16 than in fp32 on an AVX2 CPU: bench/bench_precision.py). Through logging, not `warnings`: in ComfyUI
-    0.3.75's server the warnings of its worker thread never reached the console."""
-    if device.type == "cpu" and dtype not in _EMULATED_SAID and not cpu_has_native(dtype):
-        _EMULATED_SAID.add(dtype)
-        name = next(k for k, v in PRECISIONS.items() if v == dtype)
-        log.warning(
-            "%s on this CPU is emulated (it has no AVX-512 %s or AMX units) and runs several times slower than fp32; "
-            "choose fp32 precision", name, name.upper(),
-        )
-
-
-def _autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def compiled(model: SwinIR) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -158,9 +99,9 @@ class _Runner:
             return self.model(x)
         try:
             return self.forward(x)
-        except torch.OutOfMemoryError:
-            raise
         except Exception as e:  # inductor/dynamo failures: no compiler, an unsupported op, ...
+            if is_out_of_memory(e):
+                raise  # the tile loop shrinks the tile
             raise SwinIRError(
                 f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); run without compile "
                 "(--compile off)"
@@ -168,7 +109,7 @@ class _Runner:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device)
-        with torch.inference_mode(), _autocast(self.device, self.dtype):
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             out = self._forward(x)
         if self.dtype != torch.float32 and not torch.isfinite(out).all():
             # SwinIR overflows fp16 on real weights (black or NaN output): redo this tile in fp32.
@@ -184,14 +125,11 @@ def auto_tile(config, height: int, width: int, budget: int, dtype: torch.dtype, 
     """The tile side "auto" uses for a padded height x width input (window multiples): the whole image when its
     estimated peak fits `budget`, else the largest window-aligned tile that does.
 
-    Smaller tiles were not faster on the CPU either in the sweep that set this rule (bench/bench_tiles.py,
-    bench/RESULTS.md): a forward pass cost the same per pixel from 192² to 1024² for the S and M networks once
-    large buffers are recycled (allocator.py), so the fewest, largest tiles win, with the least overlap computed
-    twice (one later VM ran 368² tiles faster per pixel at 1024²; recorded, not yet a rule). The 1.8x slowdown
-    per pixel above about 350² that looked like the last-level cache was glibc mapping every large activation
-    afresh. The recycled heap holds more than the live activations, so on the CPU `restore` passes
-    `memory.estimate_budget` (the budget over the heap's retention): a 1024² image then runs as 2x2 tiles, 6-8 %
-    slower than whole but in a third of the memory (bench/RESULTS.md)."""
+    Smaller tiles are not faster on the CPU either (bench/bench_tiles.py, bench/RESULTS.md): with large buffers
+    recycled (allocator.py), a forward pass costs about the same per pixel from 192² to 1024² for the S and M
+    networks, so the fewest, largest tiles win, with the least overlap computed twice. The recycled heap holds more
+    than the live activations, so on the CPU `restore` passes `memory.estimate_budget` (the budget over the heap's
+    retention): a 1024² image then runs as 2x2 tiles, 6-8 % slower than whole but in a third of the memory."""
     if memory.estimate_bytes(config, height * width, dtype, device_type) <= budget:
         return max(height, width)
     side = int(memory.largest_tile_pixels(config, budget, dtype, device_type) ** 0.5)
@@ -227,7 +165,8 @@ def _run_plane(
     schedule: _Schedule,
     counter: _Counter,
     cancel: Callable[[], bool] | None,
-    oom_exceptions: tuple[type[BaseException], ...],
+    oom_kinds: tuple[type[BaseException], ...],
+    is_oom: Callable[[BaseException], bool],
 ) -> torch.Tensor:
     """One (1, C, H, W) plane through the model, tiled; shrinks the tile on OOM and resumes."""
     h, w = plane.shape[-2:]
@@ -236,12 +175,17 @@ def _run_plane(
     acc = torch.zeros(1, plane.shape[1], ph * scale, pw * scale)
     weight = torch.zeros(1, 1, ph * scale, pw * scale)
     plan = plan_tiles(ph, pw, schedule.tile, schedule.overlap, window)
+    counter.canvas = Canvas(acc, weight, h * scale, w * scale)
     while True:
         started = counter.done
         try:
             _accumulate(runner, padded, plan, scale, acc, weight, counter, cancel, schedule.tile_batch)
             break
-        except oom_exceptions:
+        # oom_kinds holds RuntimeError, the base of every device OOM torch raises (OutOfMemoryError, AcceleratorError),
+        # not Exception: an interrupt (ComfyUI's is an Exception in 0.3.75, a BaseException later) passes untouched.
+        except oom_kinds as error:
+            if not is_oom(error):
+                raise
             used = max(plan.tile_height, plan.tile_width)
             smaller = max(align_down(used // 2, window), MIN_TILE_WINDOWS * window)
             if smaller >= used:
@@ -303,6 +247,8 @@ def restore(
     memory_budget: int | None = None,
     tile_batch: int | None = None,
     compile: bool = False,
+    is_oom: Callable[[BaseException], bool] | None = None,
+    preview: Callable[[Canvas], None] | None = None,
 ) -> torch.Tensor:
     """Restore NCHW float images in [0, 1]; returns NCHW float32 in [0, 1] on the CPU, `scale` times larger.
 
@@ -311,7 +257,10 @@ def restore(
     tiles (default 4 windows). progress(done, total) is called once per tile and may raise to abort; cancel() is
     checked before each tile and stops with `Cancelled`. Images are processed one at a time, so memory does not
     grow with the batch. compile: run the model through `torch.compile` (the first tile of each new size pays
-    the compilation; see bench/RESULTS.md for when it pays off).
+    the compilation; see bench/RESULTS.md for when it pays off). Every out-of-memory error shrinks the tile: those of
+    `oom_exceptions`, and those `is_oom(error)` recognises among RuntimeErrors (default `is_out_of_memory`: torch's
+    OutOfMemoryError and AcceleratorError). preview(canvas) is called after each tile with the image as far as it
+    is done (`Canvas`); it may raise to abort, like progress.
     """
     check_images(images, model.config.scale)
     if precision not in PRECISIONS:
@@ -323,7 +272,7 @@ def restore(
     home = next(model.parameters()).device
     device = resolve_device(device, home)
     warn_if_emulated(device, dtype)
-    budget = memory_budget if memory_budget is not None else memory.memory_budget(device)
+    budget = memory_budget if memory_budget is not None else device_budget(device)
     window, scale = cfg.window_size, cfg.scale
     overlap = default_overlap(window) if overlap is None else max(0, int(overlap))
     n, c, h, w = images.shape
@@ -338,7 +287,13 @@ def restore(
     if tile_batch is None:
         fits = max(1, budget // max(1, memory.estimate_bytes(cfg, tile_px * tile_px, dtype, device.type)))
         tile_batch = 1 if device.type == "cpu" else int(min(fits, 8))
-    counter = _Counter(total, progress)
+    counter = _Counter(total, progress, preview)
+    oom_kinds = (*oom_exceptions, RuntimeError)
+    device_oom = is_oom or is_out_of_memory
+
+    def oom(error: BaseException) -> bool:
+        return isinstance(error, oom_exceptions) or device_oom(error)
+
     schedule = _Schedule(tile_px, tile_batch, overlap)
     runner = _Runner(model, device, dtype, compile)
     out = torch.empty(n, c, h * scale, w * scale) if n > 1 else None
@@ -353,7 +308,8 @@ def restore(
                 planes = []
                 for k, plane in enumerate(plan_channels.to_model(image)):
                     schedule.planes_after = (n - i) * planes_per_image - k - 1
-                    planes.append(_run_plane(runner, plane, scale, window, schedule, counter, cancel, oom_exceptions))
+                    planes.append(_run_plane(runner, plane, scale, window, schedule, counter, cancel, oom_kinds,
+                                             oom))
                 result = plan_channels.from_model(image, planes).clamp_(0, 1)
                 if out is None:
                     out = result if result.is_contiguous() else result.contiguous()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +15,84 @@ from .fileutil import atomic_target
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 
 
-def _open(path: Path) -> Image.Image:
+# Pillow's own guard against decompression bombs (a small file whose header claims a huge image) refuses above
+# twice Image.MAX_IMAGE_PIXELS, about 179 megapixels. The same limit is held here, so that every reader gives the
+# pack's own message and a run can raise it for its images (`--max-megapixels`); Pillow's is raised along only
+# when ours goes above it.
+DEFAULT_MAX_PIXELS = 2 * 89_478_485
+_max_pixels = DEFAULT_MAX_PIXELS
+MAX_PIXELS_OPTION = "--max-megapixels"
+
+
+def set_max_pixels(pixels: int) -> None:
+    """The largest image (width x height) the readers open; larger ones are refused as possible image bombs."""
+    global _max_pixels
+    if pixels < 1:
+        raise ValueError(f"the pixel limit must be positive, got {pixels}")
+    _max_pixels = int(pixels)
+    # Image.open refuses above twice Pillow's limit before we see the size: raised with ours, never lowered.
+    if Image.MAX_IMAGE_PIXELS is not None and 2 * Image.MAX_IMAGE_PIXELS < _max_pixels:
+        Image.MAX_IMAGE_PIXELS = -(-_max_pixels // 2)
+
+
+def max_pixels() -> int:
+    return _max_pixels
+
+
+def megapixels(pixels: int) -> str:
+    mp = pixels / 1e6
+    return f"{mp:.0f}" if mp >= 100 else f"{mp:.3g}"
+
+
+def _too_large(path: Path, pixels: int, size: tuple[int, int] | None = None) -> ImageFileError:
+    needed = -(-pixels // 1_000_000)
+    shape = f"is {size[0]}x{size[1]} ({megapixels(pixels)} megapixels)" if size else \
+        f"claims {megapixels(pixels)} megapixels"
+    return ImageFileError(
+        f"{path}: {shape}, more than the {megapixels(_max_pixels)} megapixel limit that guards against image bombs "
+        f"(a small file claiming a huge image); if the image is genuine, raise the limit with "
+        f"{MAX_PIXELS_OPTION} {needed}")
+
+
+def open_image(path: Path, *, load: bool = True) -> Image.Image:
+    """The image at `path` checked against the pixel limit before a pixel is decoded, then loaded (unless `load`
+    is False: the header only). Every way a file can fail to open is an ImageFileError naming it."""
+    path = Path(path)
     try:
-        img = Image.open(path)
-        img.load()
+        with warnings.catch_warnings():
+            # Pillow warns from half its limit; the size is judged against ours below, so the warning says nothing.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            try:
+                width, height = img.size
+                if width * height > _max_pixels:
+                    raise _too_large(path, width * height, (width, height))
+                if load:
+                    img.load()
+            except BaseException:
+                img.close()
+                raise
         return img
+    except ImageFileError:
+        raise
     except FileNotFoundError:
         raise ImageFileError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except IsADirectoryError:
+        raise ImageFileError(f"{path}: is a folder, not an image") from None
+    except Image.DecompressionBombError as e:
+        # Pillow refuses inside Image.open, before the size can be read: its message holds the pixel count.
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        raise _too_large(path, int(found.group(1)) if found else _max_pixels + 1) from None
+    except MemoryError:
+        raise ImageFileError(f"{path}: too large to decode in the memory available; use a smaller image or a "
+                             "machine with more memory") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageFileError(f"{path}: not a readable image ({e}); check that the file is complete") from None
 
 
 def read_image(path: Path) -> tuple[np.ndarray, int]:
     """HWC float32 in [0, 1] (C = 1, 3 or 4) and the source bit depth (8 or 16)."""
-    img = _open(Path(path))
+    img = open_image(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float32) / 65535.0
         return np.clip(arr, 0, 1)[..., None], 16
@@ -40,7 +106,7 @@ def read_image(path: Path) -> tuple[np.ndarray, int]:
 
 def read_image_uint8(path: Path, channels: int = 3) -> np.ndarray:
     """HWC uint8 with exactly `channels` channels (3: gray is replicated, alpha dropped)."""
-    img = _open(Path(path))
+    img = open_image(path)
     return np.asarray(img.convert("RGB" if channels == 3 else "L")).reshape(img.height, img.width, channels)
 
 
@@ -78,8 +144,8 @@ def write_image(path: Path, arr: np.ndarray, bits: int = 8, *, note: str | None 
 def read_note(path: Path) -> str | None:
     """The note `write_image` kept in a file, or None (no note, not an image, unreadable)."""
     try:
-        with Image.open(path) as img:
+        with open_image(path, load=False) as img:
             value = img.getexif().get(_NOTE_TAG)
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
+    except (ImageFileError, OSError, SyntaxError, ValueError, EOFError):
         return None
     return value if isinstance(value, str) else None

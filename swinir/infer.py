@@ -142,5 +142,5 @@ def _not_swinir_message(sd: dict[str, torch.Tensor], name: str | None, missing: 
         hint = " These look like ESRGAN/RRDB weights: load them with ComfyUI's 'Load Upscale Model' instead."
     return (
         f"{name or 'checkpoint'} is not a SwinIR checkpoint: found {what}; missing {missing[0]}.{hint} "
-        "Use an official SwinIR .pth or a file converted with `python -m swinir convert`."
+        "Use an official SwinIR .pth or a file converted with `swinir convert`."
     )

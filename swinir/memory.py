@@ -1,6 +1,6 @@
 """How much memory a forward pass needs, and how much the engine may use.
 
-The estimate is calibrated on measured peaks (`python bench/bench_memory.py --calibrate`, recorded in
+The estimate is calibrated on measured peaks (`python -m bench.bench_memory --calibrate`, recorded in
 bench/RESULTS.md). At inference the network runs each transformer block chunk by chunk (`block_chunk_tokens`), so
 the body holds a few embed-dim-wide tensors per input pixel (the residual stream, its window-gathered copy, the
 shallow features, a stage's input and its convolution) plus the block's temporaries (norm, qkv, attention output,
@@ -23,19 +23,17 @@ SLACK = 160 << 20  # bytes; measured peaks of small inputs exceed the per-pixel 
 CPU_SHARE = 0.4  # of available RAM
 CPU_CAP = 4 << 30  # larger tiles buy little on a compute-bound CPU and would crowd out everything else
 CUDA_SHARE = 0.8  # of free device memory
-# Peak RSS of a CPU pass over its estimate while allocator.reuse_large_buffers() keeps freed blocks in the heap. When
-# blocks ran on the whole image, the holes their many differently sized temporaries left were not refilled, and a
-# pass held 3.3x its estimate (2.0x with PyTorch's huge-page blocks; fifth and sixth sessions). With chunked blocks
-# the large buffers are all the stream's size and are reused: a whole 768² / 1024² pass of the default model adds
-# 1.19 / 1.11x its estimate with default blocks, 1.07 / 1.12x with huge pages (bench/bench_hugepages.py, tenth
-# session).
+# Peak RSS of a CPU pass over its estimate while allocator.reuse_large_buffers() keeps freed blocks in the heap. The
+# blocks run in chunks, so the large buffers are all the stream's size and are reused: a whole 768² / 1024² pass of
+# the default model holds 1.19 / 1.11x its estimate with default blocks, 1.07 / 1.12x with huge pages
+# (bench/bench_hugepages.py, bench/RESULTS.md).
 CPU_HEAP_RETENTION = 1.3
 
 # Bytes of one embed-dim-wide activation per chunk of a transformer block at inference (network.py). On the CPU a
 # chunk's working set (its slice of the stream in and out, norm, qkv, the MLP's hidden layer: about 8 such widths)
 # then stays within half the last-level cache instead of streaming through memory: on a 32 MiB L3, 2 MiB chunks ran
-# 1.4-1.55x faster than whole-image blocks for S and M, and 1-4 MiB were within 5 % of the best for both widths
-# (bench/RESULTS.md, tenth session). A GPU needs large launches to fill it, so its memory estimate keeps the
+# 1.4-1.55x faster than whole-image blocks for S and M, and 1-4 MiB are within 5 % of the best for both widths
+# (bench/bench_chunks.py, bench/RESULTS.md). A GPU needs large launches to fill it, so its memory estimate keeps the
 # whole image's temporaries up to this size.
 LLC_SHARE_PER_CHUNK = 1 / 16
 CPU_CHUNK_BYTES_RANGE = (1 << 20, 8 << 20)
@@ -137,6 +135,17 @@ def estimate_budget(budget: int, device: torch.device) -> int:
 
 
 def available_ram() -> int:
+    """Bytes of RAM available without swapping: psutil's reading where it is installed (ComfyUI depends on it; it
+    is the portable way on Windows and macOS), else Linux's /proc/meminfo, else a fixed 4 GiB."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            return int(psutil.virtual_memory().available)
+        except (OSError, RuntimeError):
+            pass
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -153,10 +162,3 @@ def device_share(device: torch.device) -> int:
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * CUDA_SHARE)
     return int(min(available_ram() * CPU_SHARE, CPU_CAP))
-
-
-def memory_budget(device: torch.device) -> int:
-    """Bytes the engine may use for one forward pass on `device`: its share, less what the caches may hold."""
-    from .cache import limit_for  # cache sizes its limit from device_share; imported late to keep one direction
-
-    return max(0, device_share(device) - limit_for(device))

@@ -1,4 +1,4 @@
-"""Shared fixtures for the core tests (the helpers themselves are in swinir_reference.py)."""
+"""Shared fixtures for the core tests (the helpers that benchmarks use too are in testkit/)."""
 
 from __future__ import annotations
 

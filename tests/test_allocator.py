@@ -153,7 +153,7 @@ def test_huge_page_blocks_are_reused_in_any_thread():
 
 
 def test_importing_swinir_leaves_pytorchs_allocation_choice_alone():
-    # With chunked blocks huge pages no longer pay (bench/RESULTS.md, tenth session): swinir sets nothing, and a
+    # With chunked blocks huge pages do not pay (bench/RESULTS.md): swinir sets nothing, and a
     # user's own THP_MEM_ALLOC_ENABLE stands.
     probe = "import os\nprint(json.dumps(dict(env=os.environ.get(allocator.HUGEPAGES_ENV))))"
     assert _child(probe, hugepages=None)["env"] is None

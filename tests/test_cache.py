@@ -11,6 +11,7 @@ import torch
 
 import swinir
 from swinir import cache, memory
+from swinir.budget import memory_budget
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -127,7 +128,7 @@ def test_default_limit_is_small_and_a_share_of_the_budget():
     assert cache.limit_for(cpu) <= cache.DEFAULT_LIMIT
     assert cache.limit_for(cpu) <= cache.BUDGET_SHARE * memory.device_share(cpu) + 1
     # The engine's activation budget leaves room for what the cache may hold.
-    assert memory.memory_budget(cpu) == memory.device_share(cpu) - cache.limit_for(cpu)
+    assert memory_budget(cpu) == memory.device_share(cpu) - cache.limit_for(cpu)
 
 
 def test_entries_of_a_freed_model_go_with_it():

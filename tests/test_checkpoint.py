@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 import swinir
 from swinir import SwinIRConfig
-from swinir_reference import TOL, max_diff, our_output, reference_output, save_official, small_reference
+from testkit.reference import TOL, max_diff, our_output, reference_output, save_official, small_reference
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -22,13 +22,13 @@ from PIL import Image, features
 import swinir
 from cli_runs import background_cli, wait_for
 from swinir.cli import restore as cli_restore
-from swinir_reference import randomize_
+from testkit.reference import randomize_
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 2
 RESTORE_OPTIONS = ("inputs", "-o", "--output", "--model", "--models-dir", "--tile", "--overlap", "--precision",
                    "--device", "--gray-mode", "--ext", "--codec", "--crf", "--fps", "--overwrite", "--compile", "--ray",
-                   "--actors")
+                   "--actors", "--max-megapixels")
 
 
 def run_cli(*args: object, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -195,8 +195,6 @@ def test_tile_and_overlap_options(tmp_path: Path, tiny_model_file: Path) -> None
 
 
 def test_default_model_on_a_tiny_image(tmp_path: Path) -> None:
-    if not swinir.default_model_path().is_file():
-        pytest.skip(f"the pack's default model {swinir.default_model_path()} is absent")
     src = tmp_path / "tiny.png"
     noise_image(12, 10, "RGB", 10).save(src)
     out = tmp_path / "out"

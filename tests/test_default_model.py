@@ -8,25 +8,26 @@ from __future__ import annotations
 
 import pytest
 
-from bench import eval_sr
+from shared_data import DATA, need
+from swinir.training import evaluate
 from swinir.model_ref import default_model_path
 
-DATA = eval_sr.DEFAULT_DATA
 MARGIN_DB = 2.5
+# Whole test sets: the full suite's. The quick tier scores the default models on a few images
+# (test_default_quality.py).
+pytestmark = pytest.mark.full
 
 
 @pytest.fixture(scope="module")
-def default_upscaler() -> eval_sr.Upscaler:
-    return eval_sr.model_upscaler(str(default_model_path()))
+def default_upscaler() -> evaluate.Upscaler:
+    return evaluate.model_upscaler(str(default_model_path()))
 
 
 @pytest.mark.parametrize("set_name", ["Set5", "Set14"])
-def test_default_model_beats_bicubic_by_margin(set_name: str, default_upscaler: eval_sr.Upscaler) -> None:
-    set_dir = DATA / set_name
-    if not set_dir.is_dir():
-        pytest.skip(f"../shared/data not present ({set_dir}); the quality check needs the {set_name} test set")
-    bicubic, _, n = eval_sr.evaluate_set(set_dir, 2, eval_sr.bicubic, gray_rgb=False)
-    model, _, _ = eval_sr.evaluate_set(set_dir, 2, default_upscaler, gray_rgb=False)
+def test_default_model_beats_bicubic_by_margin(set_name: str, default_upscaler: evaluate.Upscaler) -> None:
+    set_dir = need(DATA / set_name, f"the quality check needs the {set_name} test set")
+    bicubic, _, n = evaluate.evaluate_set(set_dir, 2, evaluate.bicubic, gray_rgb=False)
+    model, _, _ = evaluate.evaluate_set(set_dir, 2, default_upscaler, gray_rgb=False)
     assert n == {"Set5": 5, "Set14": 14}[set_name]
     assert model >= bicubic + MARGIN_DB, (
         f"{set_name} x2: default model {model:.3f} dB, bicubic {bicubic:.3f} dB, "

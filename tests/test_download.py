@@ -19,7 +19,8 @@ import pytest
 
 from swinir.catalogue import find_entry
 from swinir.cli.download import register, run
-from swinir.download import MIRROR_ENV, catalogue_url, default_models_dir, download, download_file
+from swinir.download import (MIRROR_ENV, UNPUBLISHED_SIZE_CAP, catalogue_url, default_models_dir, digest_record,
+                             download, download_file, sweep_partial_downloads, verify_local)
 from swinir.errors import Cancelled, DownloadError, SwinIRError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -317,7 +318,9 @@ def test_cli_download_unknown_digest(server, payload, tmp_path: Path, capsys) ->
     assert (tmp_path / entry.file).read_bytes() == data
     assert digest in out and "NOT verified" in out
     assert "100%" in err
-    assert _leftovers(tmp_path) == [entry.file]
+    # No published digest: the first download's is recorded beside the file, for every later use to check.
+    assert _leftovers(tmp_path) == sorted([entry.file, digest_record(tmp_path / entry.file).name])
+    assert digest_record(tmp_path / entry.file).read_text().split()[0] == digest
 
 
 def test_cli_size_mismatch_is_one_line(server, payload, tmp_path: Path, capsys) -> None:
@@ -398,5 +401,6 @@ def test_cli_restore_fetches_an_official_model_on_first_use(server, tmp_path: Pa
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (models / entry.file).read_bytes() == files[entry.file]
-    assert _leftovers(models) == [entry.file]
+    assert _leftovers(models) == sorted([entry.file, digest_record(models / entry.file).name])
+    assert "no sha256 is published" in proc.stderr and proc.stderr.count("no sha256 is published") == 1
     assert Image.open(tmp_path / "out.png").size == (24, 20)

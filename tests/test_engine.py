@@ -18,15 +18,15 @@ import torch.nn.functional as F
 
 import swinir
 from swinir import memory
-from swinir.engine import PRECISIONS
+from swinir.precision import PRECISIONS
 from swinir.channels import rgb_to_ycbcr
 from swinir.network import pad_to_window
 from swinir.tiling import TilePlan, align_down, align_up, plan_tiles, tile_weight
-from swinir_reference import max_diff, randomize_
+from shared_data import DATA, need
+from testkit.reference import max_diff, randomize_
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TOL = 1e-5
 # Tiled vs whole-image output of a tiny random-weight model: tiles see less context, so they differ a little near
 # tile borders, but a misplaced or mis-weighted tile differs by O(0.1-1) over whole regions.
@@ -85,16 +85,16 @@ def forward_calls(model: torch.nn.Module):
 
 
 @contextmanager
-def memory_limit(model: torch.nn.Module, max_pixels: int, after: int = 0):
-    """Simulated memory budget: a forward on an input of more than `max_pixels` pixels raises OutOfMemoryError
-    once `after` forwards have completed (memory that becomes tight while a run is going)."""
+def memory_limit(model: torch.nn.Module, max_pixels: int, after: int = 0, error=torch.OutOfMemoryError):
+    """Simulated memory budget: a forward on an input of more than `max_pixels` pixels raises `error` (by default
+    OutOfMemoryError) once `after` forwards have completed (memory that becomes tight while a run is going)."""
     state = {"done": 0, "ooms": 0}
 
     def pre(m, args):
         h, w = args[0].shape[-2:]
         if h * w > max_pixels and state["done"] >= after:
             state["ooms"] += 1
-            raise torch.OutOfMemoryError(f"simulated: {h}x{w} is over {max_pixels} pixels")
+            raise error(f"simulated: {h}x{w} is over {max_pixels} pixels")
 
     def post(m, args, out):
         state["done"] += 1
@@ -323,10 +323,7 @@ def test_blend_profile_is_smooth(window: int) -> None:
 
 @pytest.fixture(scope="module")
 def default_model() -> swinir.SwinIR:
-    path = swinir.default_model_path()
-    if not path.is_file():
-        pytest.skip(f"the pack's default model {path} is absent")
-    return swinir.load_model(path)
+    return swinir.load_model(swinir.default_model_path())
 
 
 def _read_rgb(path: Path) -> torch.Tensor:
@@ -338,9 +335,7 @@ def _read_rgb(path: Path) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", ["facex2.png", "comicx2.png"])
 def test_no_seams_with_trained_model(default_model, name: str) -> None:
-    path = DATA / "Set14" / "LR_bicubic" / "X2" / name
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (no ../shared/data next to this checkout); the seam test needs Set14")
+    path = need(DATA / "Set14" / "LR_bicubic" / "X2" / name, "the seam test needs Set14")
     x = _read_rgb(path)
     window = default_model.config.window_size
     h, w = x.shape[-2:]
@@ -530,6 +525,84 @@ def test_custom_oom_exceptions(models) -> None:
     assert max_diff(out, swinir.restore(model, x)) <= TILED_MAX
 
 
+def accelerator_oom(message: str) -> BaseException:
+    """What newer PyTorch raises for some CUDA allocation failures: an AcceleratorError, not an OutOfMemoryError."""
+    return torch.AcceleratorError(f"CUDA error: out of memory ({message})")
+
+
+def test_accelerator_oom_shrinks_tiles_like_any_oom(models) -> None:
+    model = models[8]
+    x = image(1, 3, 64, 64, seed=35)
+    whole = swinir.restore(model, x)
+    with memory_limit(model, 40 * 40, error=accelerator_oom) as state, forward_calls(model) as calls:
+        out = swinir.restore(model, x, tile=64)
+    assert state["ooms"] == 1
+    assert len(calls) > 1 and all(c.shape[-2] * c.shape[-1] <= 40 * 40 for c in calls)
+    assert max_diff(out, whole) <= TILED_MAX
+
+
+@pytest.mark.parametrize("error", [
+    lambda m: RuntimeError(f"shape mismatch ({m})"),
+    lambda m: torch.AcceleratorError(f"CUDA error: an illegal memory access was encountered ({m})"),
+], ids=["RuntimeError", "AcceleratorError"])
+def test_other_device_errors_are_not_taken_for_oom(models, error) -> None:
+    model = models[8]
+    with memory_limit(model, 40 * 40, error=error) as state, pytest.raises(RuntimeError, match=r"\(simulated"):
+        swinir.restore(model, image(1, 3, 64, 64, seed=36), tile=64)
+    assert state["ooms"] == 1, "a failure that is not an OOM was retried with smaller tiles"
+
+
+def test_is_oom_names_the_hosts_oom_kinds(models) -> None:
+    """ComfyUI's newer releases have their own test (comfy.model_management.is_oom); the engine asks it."""
+    model = models[8]
+    x = image(1, 3, 64, 64, seed=37)
+    asked: list[BaseException] = []
+
+    def host_is_oom(error: BaseException) -> bool:
+        asked.append(error)
+        return "ran out" in str(error)
+
+    with memory_limit(model, 40 * 40, error=lambda m: RuntimeError(f"the device ran out ({m})")) as state:
+        out = swinir.restore(model, x, tile=64, is_oom=host_is_oom)
+    assert state["ooms"] == 1 and len(asked) == 1
+    assert max_diff(out, swinir.restore(model, x)) <= TILED_MAX
+
+
+@pytest.mark.parametrize("base", [Exception, BaseException], ids=["Exception", "BaseException"])
+def test_an_interrupt_from_progress_passes_through(models, base) -> None:
+    """ComfyUI's InterruptProcessingException is an Exception in 0.3.75 and a BaseException in newer releases;
+    raised by the progress hook, it ends the run either way, at the tile it was raised at."""
+    interrupt = type("InterruptProcessingException", (base,), {})
+    seen: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append(done)
+        if done == 2:
+            raise interrupt()
+
+    with pytest.raises(interrupt):
+        swinir.restore(models[8], image(1, 3, 64, 64, seed=38), tile=32, overlap=8, progress=progress)
+    assert seen == [1, 2]
+
+
+def test_preview_shows_the_image_as_tiles_finish(models) -> None:
+    model = models[8]
+    x = image(1, 3, 64, 48, seed=39)
+    uncovered: list[int] = []
+    last: list[torch.Tensor] = []
+
+    def preview(canvas) -> None:
+        uncovered.append(int((canvas.weight[..., : canvas.height, : canvas.width] == 0).sum()))
+        last[:] = [canvas.image(1 << 16)]
+
+    out = swinir.restore(model, x, tile=32, overlap=8, preview=preview)
+    assert len(uncovered) == len(plan_tiles(64, 48, 32, 8, 8))
+    assert uncovered == sorted(uncovered, reverse=True) and uncovered[0] > 0 == uncovered[-1]
+    assert max_diff(last[0].unsqueeze(0), out) <= 1e-6  # the last preview is the result
+    small = swinir.engine.Canvas(torch.ones(1, 3, 128, 96), torch.ones(1, 1, 128, 96), 120, 90).image(30)
+    assert max(small.shape[-2:]) <= 30
+
+
 # ---------------------------------------------------------------------------------------------- auto tile
 
 
@@ -717,20 +790,21 @@ def test_reduced_precision_is_close_to_fp32(models, caplog, precision: str, dtyp
 
 
 def _said(caplog, text: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "swinir.engine" and text in r.getMessage()]
+    return [r.getMessage() for r in caplog.records
+            if r.name in ("swinir.engine", "swinir.precision") and text in r.getMessage()]
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_emulated_precision_on_the_cpu_says_to_choose_fp32(models, monkeypatch, caplog, precision: str) -> None:
     model, x = models[8], image(1, 3, 16, 16, seed=40)
-    assert swinir.engine.cpu_has_native(torch.float32) is True
-    assert isinstance(swinir.engine.cpu_has_native(PRECISIONS[precision]), bool)
-    monkeypatch.setattr(swinir.engine, "_EMULATED_SAID", set())
-    monkeypatch.setattr(swinir.engine, "cpu_has_native", lambda dtype: True)
-    with caplog.at_level("WARNING", logger="swinir.engine"):
+    assert swinir.precision.cpu_has_native(torch.float32) is True
+    assert isinstance(swinir.precision.cpu_has_native(PRECISIONS[precision]), bool)
+    monkeypatch.setattr(swinir.precision, "_EMULATED_SAID", set())
+    monkeypatch.setattr(swinir.precision, "cpu_has_native", lambda dtype: True)
+    with caplog.at_level("WARNING", logger="swinir.precision"):
         swinir.restore(model, x, precision=precision)  # a CPU with the units: nothing to say
         assert _said(caplog, "emulated") == []
-        monkeypatch.setattr(swinir.engine, "cpu_has_native", lambda dtype: dtype == torch.float32)
+        monkeypatch.setattr(swinir.precision, "cpu_has_native", lambda dtype: dtype == torch.float32)
         swinir.restore(model, x)  # fp32: nothing to say
         assert _said(caplog, "emulated") == []
         for _ in range(2):

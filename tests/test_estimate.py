@@ -2,7 +2,7 @@
 recommendation and `python -m swinir analyse` (issue 12).
 
 Synthetic pictures make most tests independent of the test sets; a few check real photos from
-bench.eval_sr.DEFAULT_DATA and skip with the reason when it is absent. The accuracy over whole sets is measured
+shared_data.DATA and skip with the reason when it is absent. The accuracy over whole sets is measured
 by bench/bench_estimate.py.
 """
 
@@ -19,9 +19,9 @@ import torch
 from PIL import Image
 
 import swinir
-from bench.eval_sr import DEFAULT_DATA
-from estimate_images import noisy, picture
-from swinir.degrade import jpeg_roundtrip
+from testkit.pictures import noisy, picture
+from shared_data import DATA, need
+from swinir.training.degrade import jpeg_roundtrip
 from swinir.estimate import Degradation, estimate_degradation, jpeg_file_quality, recommend
 from swinir.estimate import noise as noise_module
 from swinir.estimate.ijg import LUMA_BASE, LUMA_TABLES, ZIGZAG, quality_of_table, table
@@ -278,9 +278,7 @@ def test_upscale_choice():
 
 
 def _real(name: str, count: int) -> list[np.ndarray]:
-    folder = DEFAULT_DATA / name
-    if not folder.is_dir():
-        pytest.skip(f"test set {folder} is absent (the shared data folder)")
+    folder = need(DATA / name, f"the real-photo estimates need {name}")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".bmp"))[:count]
     # A 256x256 corner of each keeps the test fast; the whole sets are measured by bench/bench_estimate.py.
     return [np.asarray(Image.open(f).convert("RGB"))[:256, :256] for f in files]

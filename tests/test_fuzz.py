@@ -1,8 +1,8 @@
 """Fuzzed inputs (issue 14): mutated checkpoints give only CheckpointError, images of every shape, dtype, layout
 and size give only InputError or a correct result; nothing hangs, no code runs, memory stays bounded.
 
-The short run of the fuzzer in bench/fuzz_mutations.py and bench/fuzz_worker.py, driven by hypothesis
-(derandomized, so CI runs the same cases each time; `python bench/fuzz_long.py` runs thousands more). Every case
+The short run of the fuzzer in testkit/fuzz_mutations.py and testkit/fuzz_worker.py, driven by hypothesis
+(derandomized, so CI runs the same cases each time; `python -m bench.fuzz_long` runs thousands more). Every case
 runs in the fuzzer's worker process, under an address-space limit and a deadline. The harness's own checks are
 shown to catch what they claim to catch (a hang, a huge allocation, memory growth, code that runs), and the cases
 the fuzzer found are kept as plain tests.
@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import swinir
-from bench.fuzz_mutations import SEED_NAMES, _Canary, canary_code, tiny_models
-from bench.fuzz_worker import CHECKPOINT_GROWTH_LIMIT, new_session, work_module
+from testkit.fuzz_mutations import SEED_NAMES, _Canary, canary_code, tiny_models
+from testkit.fuzz_worker import CHECKPOINT_GROWTH_LIMIT, new_session, work_module
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+# Every case in the fuzzer's worker process: the full suite's.
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.full]
 
 FUZZ = settings(
     deadline=None,  # the worker's own deadline bounds each case; hypothesis's would only flag a slow machine
@@ -79,6 +80,22 @@ def test_the_fuzzer_reaches_every_layer(fuzz):
         assert needed in kinds, (needed, kinds)
     images = {fuzz.image_case("restore", random.Random(i))[0]["kind"] for i in range(60)}
     assert {"restored", "InputError"} <= images, images
+
+
+def test_the_fuzzer_restores_images_larger_than_48_pixels(fuzz):
+    """Valid images with a side of 49-320 pixels (several tiles at each tile size) are restored and checked, not
+    skipped: the cases the property tests draw include them."""
+    large = {"restore": 0, "work": 0}
+    for target in large:
+        for i in range(400):
+            result, spec = fuzz.image_case(target, random.Random(i))
+            sides = [n for n, kind in zip(spec["shape"], spec["kinds"]) if kind == "side"]
+            assert not result["kind"].startswith("FAIL"), _explain(result, spec)
+            if result["kind"] == "restored" and max(sides) > 48:
+                large[target] += 1
+                if large[target] == 3:
+                    break
+    assert large == {"restore": 3, "work": 3}, large
 
 
 # ---------------------------------------------------------------------------- the harness catches what it claims

@@ -22,15 +22,15 @@ import swinir.network
 from bench import gpu_check
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "bench" / "gpu_check.py"
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+# A whole run of the GPU check's CPU rehearsal in a subprocess: the full suite's.
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.full]
 
 
 def run_check(out: Path, *args: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess, dict]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--out", str(out), *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=ROOT)
     assert out.is_file(), f"no record written (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
     return proc, json.loads(out.read_text())
 
@@ -258,7 +258,7 @@ GPU_SECTIONS = ("kernels", "parity", "batch", "memory", "oom")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(),
-                    reason="no CUDA device here (CI never has one): on a GPU, run `python bench/gpu_check.py`")
+                    reason="no CUDA device here (CI never has one): on a GPU, run `python -m bench.gpu_check`")
 def test_gpu_check_on_cuda(tmp_path):
     """The GPU sections for real (timing is recorded by the script, not asserted: no test on timing luck).
 

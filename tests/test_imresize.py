@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from swinir.imresize import imresize, imresize_uint8
+from shared_data import DATA, need
+from swinir.training.imresize import imresize, imresize_uint8
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.mark.parametrize(
@@ -48,12 +47,9 @@ def _lr_cases() -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize("set_name,scale", _lr_cases())
 def test_reproduces_benchmark_lr(set_name: str, scale: int) -> None:
-    if not DATA.is_dir():
-        pytest.skip(f"../shared/data not present ({DATA}); benchmark LR check needs Set5/Set14")
-    hr_dir = DATA / set_name / "HR"
+    hr_dir = need(DATA / set_name / "HR", f"the benchmark LR check needs {set_name}")
     hr_files = sorted(hr_dir.glob("*.png"))
-    if not hr_files:
-        pytest.skip(f"{hr_dir} has no PNG files")
+    assert hr_files, f"{hr_dir} has no PNG files"
     for hr_path in hr_files:
         hr = Image.open(hr_path)
         mode = "L" if hr.mode == "L" else "RGB"

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.bench_memory import forward_peak
+from testkit.peak_memory import forward_peak
 from swinir import SwinIRConfig, memory
 from swinir.engine import auto_tile, default_overlap
 from swinir.tiling import plan_tiles
-from swinir.train import LIGHTWEIGHT_S
+from swinir.training.trainer import LIGHTWEIGHT_S
 
 DEFAULT_CONFIG = SwinIRConfig(task="lightweight_sr", **LIGHTWEIGHT_S)
 
@@ -88,3 +88,26 @@ def test_last_level_cache_is_read_from_the_system() -> None:
     if not Path("/sys/devices/system/cpu/cpu0/cache").is_dir():
         pytest.skip("no sysfs cache description on this system")
     assert memory.last_level_cache_bytes() >= 256 << 10
+
+
+
+def test_available_ram_is_psutils_reading_where_installed(monkeypatch) -> None:
+    """Windows and macOS have no /proc/meminfo: psutil (a ComfyUI dependency) is the portable reading, used wherever
+    it is installed; without it, Linux's /proc/meminfo, and the fixed 4 GiB only for a system with neither."""
+    psutil = pytest.importorskip("psutil")
+    calls: list[int] = []
+    real = psutil.virtual_memory
+
+    def counted():
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(psutil, "virtual_memory", counted)
+    reading, total = memory.available_ram(), real().total
+    assert calls and 0 < reading <= total
+    monkeypatch.setitem(__import__("sys").modules, "psutil", None)  # not installed: import raises ImportError
+    if Path("/proc/meminfo").is_file():
+        without = memory.available_ram()
+        assert without != 4 << 30 and abs(without - reading) < total // 10  # free memory moves between reads
+    else:
+        assert memory.available_ram() == 4 << 30

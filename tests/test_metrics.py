@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from bench import eval_sr
-from swinir.metrics import psnr_y, rgb_to_y, ssim_y
+from shared_data import DATA, need
+from swinir.training import evaluate
+from swinir.training.metrics import psnr_y, rgb_to_y, ssim_y
 
-DATA = eval_sr.DEFAULT_DATA
 
 
 def _rand_rgb(seed: int, shape: tuple[int, int, int] = (32, 40, 3)) -> np.ndarray:
@@ -63,9 +63,8 @@ def test_shape_mismatch_raises() -> None:
 
 
 def test_bicubic_set5_x2_matches_paper() -> None:
-    if not (DATA / "Set5").is_dir():
-        pytest.skip(f"../shared/data not present ({DATA}); bicubic reference check needs Set5")
-    psnr, ssim, n = eval_sr.evaluate_set(DATA / "Set5", 2, eval_sr.bicubic, gray_rgb=False)
+    set5 = need(DATA / "Set5", "the bicubic reference check needs Set5")
+    psnr, ssim, n = evaluate.evaluate_set(set5, 2, evaluate.bicubic, gray_rgb=False)
     assert n == 5
     assert abs(psnr - 33.66) < 0.05
     assert abs(ssim - 0.9299) < 0.002

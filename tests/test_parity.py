@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import swinir
 import swinir.network
 from swinir import SwinIRConfig
-from swinir_reference import (
+from testkit.reference import (
     TOL,
     build_reference,
     max_diff,

@@ -21,11 +21,15 @@ from PIL import Image  # noqa: E402
 
 import swinir  # noqa: E402
 from cli_runs import background_cli, wait_for  # noqa: E402
+from test_bad_inputs import png_bomb  # noqa: E402
 from test_bulk import error_lines, expected_png, stamps  # noqa: E402
 from test_cli import ROOT, assert_clean_failure, leftovers, noise_image, run_cli, tiny_model_file  # noqa: E402,F401
-from video_clips import (audio_packets, decoded_frames, frame_times, make_clip, psnr, restore_frame,  # noqa: E402
-                         video_facts)
+from testkit.video_clips import (  # noqa: E402
+    audio_packets, decoded_frames, frame_times, make_clip, psnr, restore_frame, video_facts,
+)
 
+# A real local Ray cluster per test module: the full suite's.
+pytestmark = pytest.mark.full
 ACTOR_CLASS = "MapWorker(MapBatches(RestoreActor))"
 
 
@@ -68,14 +72,15 @@ def test_folder_over_ray_equals_local_names_the_corrupt_file_and_reruns_nothing(
         noise_image(w, h, "RGB", 60 + i).save(src / f"rgb{i}.png")
     noise_image(18, 12, "I;16", 70).save(src / "gray16.png")
     (src / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    png_bomb(src / "bomb.png")  # 400 megapixels claimed: refused in the actor, the run goes on
     local, remote = tmp_path / "local", tmp_path / "ray"
 
     here = run_cli("restore", src, "-o", local, "--model", tiny_model_file)
     over = run_cli("restore", src, "-o", remote, "--model", tiny_model_file, "--ray", cluster, "--actors", "2")
     for result in (here, over):
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-        [line] = error_lines(result.stderr)
-        assert "corrupt.png" in line, result.stderr
+        bomb, corrupt = error_lines(result.stderr)  # in input order
+        assert "bomb.png" in bomb and "--max-megapixels" in bomb and "corrupt.png" in corrupt, result.stderr
     assert "2 actors" in over.stderr, over.stderr
     names = sorted(p.name for p in local.iterdir())
     assert len(names) == 6 and sorted(p.name for p in remote.iterdir()) == names
@@ -86,7 +91,7 @@ def test_folder_over_ray_equals_local_names_the_corrupt_file_and_reruns_nothing(
     before = stamps(remote)
     again = run_cli("restore", src, "-o", remote, "--model", tiny_model_file, "--ray", cluster, "--actors", "2")
     assert again.returncode == 1, again.stderr
-    assert "7 inputs: 0 written, 6 already complete (kept), 1 failed" in again.stderr, again.stderr
+    assert "8 inputs: 0 written, 6 already complete (kept), 2 failed" in again.stderr, again.stderr
     assert stamps(remote) == before
     # What Ray wrote is complete for a local rerun too: the same key, whichever runner made it.
     mixed = run_cli("restore", src, "-o", remote, "--model", tiny_model_file)
@@ -185,7 +190,7 @@ def test_bench_bulk_rehearsal(tmp_path, cluster):
     every image and each video length is measured in its own process."""
     figures = tmp_path / "bench.json"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_bulk.py"), "--tiny", "--address", cluster,
+    result = subprocess.run([sys.executable, "-m", "bench.bench_bulk", "--tiny", "--address", cluster,
                              "--json", str(figures)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     data = json.loads(figures.read_text())

@@ -1,8 +1,10 @@
-"""`swinir.train`: a tiny run that saves, resumes where it stopped, and exports a model the pack loads."""
+"""`swinir.training.trainer`: a tiny run that saves, resumes where it stopped, and exports a model the pack loads."""
 
 from __future__ import annotations
 
 import re
+import struct
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from safetensors import safe_open
 
 import swinir
 from swinir.errors import CheckpointError, InputError
-from swinir.train import TrainSettings, degrade_patch, draw_quality, export, train
+from swinir.training.trainer import TrainSettings, degrade_patch, draw_quality, export, train
 from test_cli import assert_clean_failure, run_cli
 
 TINY = swinir.SwinIRConfig(
@@ -95,11 +97,11 @@ def test_init_starts_from_a_model_and_the_export_says_so(image_folders, tmp_path
 def test_bf16_training_on_a_cpu_without_bf16_units_says_so(image_folders, tmp_path: Path, single_thread, caplog,
                                                            monkeypatch, native: bool) -> None:
     # The engine's own notice, said once per process: start from a process that has not said it yet.
-    monkeypatch.setattr(swinir.engine, "cpu_has_native", lambda dtype: native)
-    monkeypatch.setattr(swinir.engine, "_EMULATED_SAID", set())
+    monkeypatch.setattr(swinir.precision, "cpu_has_native", lambda dtype: native)
+    monkeypatch.setattr(swinir.precision, "_EMULATED_SAID", set())
     run = settings(image_folders[:1], tmp_path, 1)
     run.precision = "bf16"
-    with caplog.at_level("WARNING", logger="swinir.engine"):
+    with caplog.at_level("WARNING", logger="swinir.precision"):
         state = torch.load(train(run, TINY), weights_only=True)
     assert state["step"] == 1
     said = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
@@ -187,8 +189,46 @@ def test_export_rejects_missing_or_corrupt_state(tmp_path: Path) -> None:
         train(settings([tmp_path], tmp_path, 1), TINY)  # resuming from it fails the same way
 
 
+def test_resume_state_is_read_within_the_checkpoint_limits(tmp_path: Path) -> None:
+    weights = swinir.SwinIR(TINY).state_dict()
+    state = {"model": weights, "ema": weights, "optimizer": {}, "step": 1, "elapsed": 0.0, "history": [],
+             "config": TINY.to_metadata()}
+    torch.save(state, tmp_path / "plain.pt")
+    # The same state with its entries deflated: PyTorch's reader would allocate whatever size an entry claims.
+    (tmp_path / "deflated").mkdir()
+    with zipfile.ZipFile(tmp_path / "plain.pt") as src, \
+            zipfile.ZipFile(tmp_path / "deflated" / "state.pt", "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    with pytest.raises(CheckpointError, match=r"not a readable training state: .* is compressed .*delete it to start"):
+        export(tmp_path / "deflated" / "state.pt", tmp_path / "x.safetensors")
+    # An entry claiming more bytes than the file holds.
+    (tmp_path / "long").mkdir()
+    data = bytearray((tmp_path / "plain.pt").read_bytes())
+    with zipfile.ZipFile(tmp_path / "plain.pt") as z:
+        big = max(z.infolist(), key=lambda info: info.file_size)
+    name_at = data.index(big.filename.encode(), big.header_offset)
+    data[name_at - 30 + 18 : name_at - 30 + 26] = struct.pack("<II", 1 << 30, 1 << 30)  # local header sizes
+    central = data.rindex(big.filename.encode())
+    data[central - 46 + 20 : central - 46 + 28] = struct.pack("<II", 1 << 30, 1 << 30)  # central directory sizes
+    (tmp_path / "long" / "state.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"not a readable training state: .*(ends past|truncated|corrupt)"):
+        export(tmp_path / "long" / "state.pt", tmp_path / "x.safetensors")
+    # A readable file that is no state.
+    (tmp_path / "other").mkdir()
+    torch.save({"step": 1}, tmp_path / "other" / "state.pt")
+    with pytest.raises(CheckpointError, match=r"not a readable training state \(no model, ema, optimizer"):
+        export(tmp_path / "other" / "state.pt", tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()
+    export(tmp_path / "plain.pt", tmp_path / "x.safetensors")  # the untouched state passes the same reader
+
+
 def test_cli_train_errors_are_one_line(tmp_path: Path) -> None:
     assert_clean_failure(run_cli("train", tmp_path / "missing", "--out", tmp_path / "run"), "does not exist")
+    # Checked by the trainer, not the parser (which must not import it): refused before --out is made.
+    assert_clean_failure(run_cli("train", tmp_path, "--out", tmp_path / "q", "--quality-sampling", "cubic"),
+                         "unknown quality sampling 'cubic'; use one of log, uniform")
+    assert not (tmp_path / "q").exists()
     assert_clean_failure(
         run_cli("train", tmp_path, "--out", tmp_path / "nothing", "--export", tmp_path / "m.safetensors"),
         "no training state",

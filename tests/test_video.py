@@ -22,8 +22,13 @@ from PIL import Image
 import swinir
 from cli_runs import background_cli, wait_for
 from test_cli import ROOT, assert_clean_failure, leftovers, run_cli, tiny_model_file  # noqa: F401 (fixture)
-from video_clips import (audio_packets, decoded_frames, frame_rgb, frame_times, make_clip, psnr, restore_frame,
-                         video_facts)
+from testkit.video_clips import (
+    audio_packets, decoded_frames, frame_rgb, frame_times, make_clip, psnr, restore_frame, video_facts,
+)
+
+
+# Encoding and decoding real clips through PyAV: the full suite's.
+pytestmark = pytest.mark.full
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-from PIL import Image
-
 from ..errors import ImageFileError, OutputExistsError
 from ..fileutil import remove_stale_parts
-from ..imageio import read_note
+from ..imageio import open_image, read_note
 from .plan import FRAMES_TO_VIDEO, VIDEO, Job, frame_files, frame_path
 from .provenance import (NOTE_FIELD, Recipe, State, check_output, fingerprint, folder_fingerprint, make_note,
                          parse_note)
@@ -81,11 +79,8 @@ class Outputs:
         if job.kind != FRAMES_TO_VIDEO:
             return probe(job.source)
         first = frame_files(job.source)[0]
-        try:
-            with Image.open(first) as img:
-                width, height = img.size
-        except (OSError, SyntaxError, ValueError) as e:
-            raise ImageFileError(f"{first}: not a readable image ({e})") from None
+        with open_image(first, load=False) as img:
+            width, height = img.size
         rate = self.settings.frame_rate
         return VideoInfo(width, height, rate, 1 / rate, len(frame_files(job.source)), 0, Color())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,10 @@ def collect_inputs(inputs: list[Path]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found = sorted(f for f in item.iterdir() if f.is_file() and f.suffix.lower() in known)
+            try:
+                found = sorted(f for f in item.iterdir() if f.is_file() and f.suffix.lower() in known)
+            except OSError as e:
+                raise SwinIRError(f"{item}: cannot read the folder ({e.strerror or e}); check its permissions") from None
             if not found:
                 raise SwinIRError(f"{item}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))}) or videos "
                                   f"({', '.join(sorted(VIDEO_SUFFIXES))})")
@@ -106,10 +110,34 @@ def _folder_targets(files: list[Path], output: Path, ext: str) -> dict[Path, Pat
     return targets
 
 
+def check_output_folder(output: Path, folder: Path) -> None:
+    """That `folder` (where the outputs of `-o output` go) exists or can be made, and can be written to; nothing
+    is created here: the writers make the folder with their first output."""
+    probe = folder
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    if probe.is_dir():
+        if not os.access(probe, os.W_OK | os.X_OK):
+            try:
+                read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+            except (OSError, AttributeError):
+                read_only = False
+            why = "it is on a read-only filesystem" if read_only else "permission denied"
+            raise SwinIRError(f"-o {output}: cannot write into {probe} ({why}); choose an output folder you can "
+                              "write to")
+        return
+    if probe == folder == output:
+        raise SwinIRError(f"-o {output}: {probe} is a file, not a folder; choose a folder name, or a file name "
+                          "such as out.png for a single image")
+    raise SwinIRError(f"-o {output}: {probe} is a file, so nothing can be written under it; choose an output "
+                      "that is not inside a file")
+
+
 def plan_jobs(inputs: list[Path], output: Path, ext: str = ".png") -> list[Job]:
-    """The jobs for `restore INPUT... -o OUTPUT`; creates the output folder. OUTPUT is a folder (one output per
-    input), an image file name (one image in), a video file name (one video, or one folder of frames, in) or a
-    frame pattern such as frames/%06d.png (one video in)."""
+    """The jobs for `restore INPUT... -o OUTPUT`; checks that the output can be written but creates nothing
+    (the output folder appears with its first file). OUTPUT is a folder (one output per input), an image file name
+    (one image in), a video file name (one video, or one folder of frames, in) or a frame pattern such as
+    frames/%06d.png (one video in)."""
     suffix = output.suffix.lower()
     if suffix in WRITABLE_VIDEO:
         source = _single_source(inputs, output, "video")
@@ -121,13 +149,13 @@ def plan_jobs(inputs: list[Path], output: Path, ext: str = ".png") -> list[Job]:
         else:
             raise SwinIRError(f"{source}: not a video ({', '.join(sorted(VIDEO_SUFFIXES))}); -o {output.name} takes "
                               "one video or one folder of frames")
-        output.parent.mkdir(parents=True, exist_ok=True)
+        check_output_folder(output, output.parent)
         return [Job(source, output, kind)]
     if is_frame_pattern(output):
         source = _single_source(inputs, output, "frame folder")
         if not (source.is_file() and _is_video(source)):
             raise SwinIRError(f"{source}: not a video; a frame pattern ({output.name}) takes one video")
-        output.parent.mkdir(parents=True, exist_ok=True)
+        check_output_folder(output, output.parent)
         return [Job(source, output, VIDEO_TO_FRAMES)]
     if suffix in VIDEO_SUFFIXES:
         raise SwinIRError(f"-o {output.name}: cannot write {suffix} videos; use {', '.join(sorted(WRITABLE_VIDEO))}")
@@ -136,7 +164,7 @@ def plan_jobs(inputs: list[Path], output: Path, ext: str = ".png") -> list[Job]:
         if _is_video(files[0]):
             raise SwinIRError(f"{files[0]} is a video: -o takes a video name (clip.mp4), a frame pattern "
                               f"({output.parent / '%06d.png'}) or a folder, not {output.name}")
-        output.parent.mkdir(parents=True, exist_ok=True)
+        check_output_folder(output, output.parent)
         return [Job(files[0], output, IMAGE)]
-    output.mkdir(parents=True, exist_ok=True)
+    check_output_folder(output, output)
     return [Job(f, t, VIDEO if _is_video(f) else IMAGE) for f, t in _folder_targets(files, output, ext).items()]

@@ -32,7 +32,7 @@ from .plan import FRAMES_TO_VIDEO, IMAGE, VIDEO, VIDEO_TO_FRAMES, Job, frame_fil
 from .provenance import State
 from .settings import DONE, FAILED, SKIPPED, Outcome, Settings
 from .video import MIN_SEGMENT_FRAMES, Segment, join_segments, plan_segments
-from .worker import Worker
+from .worker import Worker, tile_note
 
 LOCAL = "local"
 # Shipped to the cluster, so that nodes run this very code (they still need torch, numpy, pillow and PyAV).
@@ -249,6 +249,8 @@ def run_on_ray(jobs: list[Job], model_path: Path, settings: Settings, *, address
             where = "a local cluster" if address == LOCAL else address
             kind = f"1 GPU, {pool.cpus_per_actor} CPU" if pool.gpus_per_actor else f"{pool.cpus_per_actor} CPU threads"
             log(f"model: {describe(model.config)}")
+            if note := tile_note(settings.tile, model.config.window_size):
+                log(note)
             log(f"ray: {where}, {pool.actors} actor{'s' if pool.actors > 1 else ''} ({kind} each)")
         tasks, known, videos = _plan(jobs, outputs, pool.actors * SEGMENTS_PER_ACTOR)
         if log:

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
+from ..imageio import DEFAULT_MAX_PIXELS
+
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 
 
@@ -21,6 +23,7 @@ class Settings:
     fps: str = "25"  # frame folders made into a video: frames per second, e.g. 25 or 30000/1001
     overwrite: bool = False  # replace outputs that exist and are not this job's
     compile: bool = False  # torch.compile the model (speed only: not part of an output's recipe)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger inputs are refused as possible image bombs (imageio)
 
     @property
     def frame_rate(self) -> Fraction:

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..engine import Progress, resolve_device, restore
+from ..devices import default_device, resolve_device
+from ..engine import MIN_TILE_WINDOWS, Progress, restore
 from ..errors import ImageFileError, SwinIRError, VideoError
-from ..imageio import read_image, read_note, to_uint8, write_image
+from ..fileutil import write_problem
+from ..imageio import read_image, read_note, set_max_pixels, to_uint8, write_image
 from ..network import SwinIR
 from .outputs import Outputs
 from .plan import FRAMES_TO_VIDEO, IMAGE, VIDEO, VIDEO_TO_FRAMES, Job, frame_files, frame_path
@@ -20,8 +22,21 @@ from .video import (Segment, decode_frames, demux_interleaved, read_video_note, 
                     write_video)
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def tile_note(tile: int | str, window: int) -> str | None:
+    """What a --tile size becomes for a model (tiles are whole windows, at least MIN_TILE_WINDOWS of them), said
+    once per run; None when it is used as given."""
+    if not isinstance(tile, int):
+        return None
+    used = max(tile // window * window, MIN_TILE_WINDOWS * window)
+    if used == tile:
+        return None
+    return (f"note: --tile {tile} is used as {used}: tiles are whole multiples of this model's {window}-pixel "
+            f"window, at least {MIN_TILE_WINDOWS} windows")
+
+
+def _out_of_memory(job: Job) -> str:
+    return (f"{job.source}: ran out of memory restoring it; pass a smaller --tile (e.g. --tile 256), or use a "
+            "machine with more memory")
 
 
 def _rgb(pixels: np.ndarray) -> np.ndarray:
@@ -34,6 +49,7 @@ def _rgb(pixels: np.ndarray) -> np.ndarray:
 class Worker:
     def __init__(self, model: SwinIR, outputs: Outputs) -> None:
         self.outputs, self.settings = outputs, outputs.settings
+        set_max_pixels(self.settings.max_pixels)  # a Ray actor's process has only the run's settings to go by
         self.device = resolve_device(self.settings.device, default_device())
         self.model = model.to(self.device)  # once: the engine would otherwise move it for every frame
 
@@ -67,8 +83,9 @@ class Worker:
         except SwinIRError as e:
             return Outcome(str(job.source), str(job.target), FAILED, str(e))
         except OSError as e:
-            return Outcome(str(job.source), str(job.target), FAILED,
-                           f"{e.filename or job.target}: cannot write ({e.strerror or e}); check the output folder")
+            return Outcome(str(job.source), str(job.target), FAILED, write_problem(e, job.target))
+        except MemoryError:
+            return Outcome(str(job.source), str(job.target), FAILED, _out_of_memory(job))
 
     def _image(self, job: Job, key: str, progress) -> tuple[str, int]:
         pixels, bits = read_image(job.source)
@@ -140,8 +157,9 @@ class Worker:
         except SwinIRError as e:
             return Outcome(str(job.source), str(job.target), FAILED, str(e))
         except OSError as e:
-            return Outcome(str(job.source), str(job.target), FAILED,
-                           f"{e.filename or part}: cannot write ({e.strerror or e}); check the output folder")
+            return Outcome(str(job.source), str(job.target), FAILED, write_problem(e, job.target))
+        except MemoryError:
+            return Outcome(str(job.source), str(job.target), FAILED, _out_of_memory(job))
 
     # ------------------------------------------------------------------------------------------------ parts
 

@@ -10,7 +10,7 @@ from ..errors import SwinIRError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m swinir", description="SwinIR image restoration.")
+    parser = argparse.ArgumentParser(prog="swinir", description="SwinIR image restoration.")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in (restore, convert, download, train):
         module.register(sub)
@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SwinIRError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        # What the commands do not name themselves (a folder that vanished mid-run, a disk gone read-only).
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}; check that path and its permissions", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

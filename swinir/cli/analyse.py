@@ -16,6 +16,7 @@ from ..errors import SwinIRError
 from ..estimate import DENOISE_THRESHOLD, estimate_degradation, jpeg_file_quality, recommend
 from ..imageio import IMAGE_SUFFIXES, read_image
 from ..model_ref import default_model_paths
+from .options import add_pixel_limit, apply_pixel_limit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--any-official", action="store_true",
                    help="recommend from every official model, as if all were downloaded (shows what to download)")
     p.add_argument("--why", action="store_true", help="also print the reason for each step, indented under the line")
+    add_pixel_limit(p)
     p.set_defaults(func=run)
 
 
@@ -88,16 +90,22 @@ def analyse_file(path: Path, scale: float, available: list[str], threshold: floa
 def run(args: argparse.Namespace) -> int:
     if args.scale < 1:
         raise SwinIRError(f"--scale must be 1 or more, got {args.scale:g}")
+    apply_pixel_limit(args)
     files, failures = _images(args.inputs)
     available = available_models(args.models_dir, args.any_official)
+    analysed = 0
     for path in files:
         try:
             print(analyse_file(path, args.scale, available, args.threshold, args.why), flush=True)
+            analysed += 1
         except SwinIRError as e:
             failures.append(str(e))
+        except MemoryError:
+            failures.append(f"{path}: too large to analyse in the memory available; use a smaller image")
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     if failures:
-        print(f"{len(failures)} input(s) could not be analysed; the others were", file=sys.stderr)
+        print(f"{len(failures)} input{'s' if len(failures) != 1 else ''} could not be analysed"
+              + (f"; the other{'s were' if analysed != 1 else ' was'}" if analysed else ""), file=sys.stderr)
         return 1
     return 0

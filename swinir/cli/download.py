@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(
             f"sha256 {result.sha256} (NOT verified: no published digest is known for {entry.file}; "
-            "compare it with a trusted source)"
+            "compare it with a trusted source. It is recorded beside the file, and every later use is checked "
+            "against it)"
         )
     return 0

@@ -15,14 +15,16 @@ from ..bulk.outputs import Outputs
 from ..bulk.plan import VIDEO_TO_FRAMES, Job, plan_jobs
 from ..bulk.settings import DONE, FAILED, Settings, summary
 from ..bulk.video import require_av, resolve_codec
-from ..bulk.worker import Worker, default_device
+from ..bulk.worker import Worker, tile_note
 from ..checkpoint import load_model
 from ..describe import describe
-from ..engine import PRECISIONS, resolve_device
+from ..devices import default_device, resolve_device
+from ..precision import PRECISIONS
 from ..errors import SwinIRError
 from ..fileutil import sha256_of
 from ..model_ref import resolve_model
 from .download import DownloadBar
+from .options import add_pixel_limit, apply_pixel_limit
 from .progress import ProgressBar
 
 
@@ -112,13 +114,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--actors", type=_count, default=None,
                    help="with --ray: how many model copies work at once (default: one per GPU of the cluster, else "
                    "one per 4 CPUs); each holds the model once and writes its own outputs")
+    add_pixel_limit(p)
     p.set_defaults(func=run)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings(tile=args.tile, overlap=args.overlap, precision=args.precision, device=args.device,
                     gray_mode=args.gray_mode, codec=args.codec, crf=args.crf, fps=args.fps, overwrite=args.overwrite,
-                    compile=args.compile)
+                    compile=args.compile, max_pixels=args.max_pixels)
+
+
+def _wrote(jobs: list[Job], outcomes: list, output: Path) -> str | None:
+    """What a run wrote, in one line: the file, or how many files went into which folder."""
+    done = [o for o in outcomes if o.status == DONE]
+    if not done:
+        return None
+    frames = sum(o.frames for o in done)
+    if len(jobs) == 1 and jobs[0].kind == VIDEO_TO_FRAMES:
+        return f"wrote {frames} frames to {output.parent}"
+    if len(jobs) == 1 and jobs[0].target == output:
+        return f"wrote {output}" + (f" ({frames} frames)" if frames else "")
+    return f"wrote {len(done)} file{'s' if len(done) != 1 else ''} to {output}"
 
 
 def _check_video(jobs: list[Job], settings: Settings) -> None:
@@ -151,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         raise SwinIRError(f"--ray took {args.ray} for the cluster's address: put --ray after the inputs, or write "
                           "--ray=ADDRESS")
     settings = _settings(args)
+    apply_pixel_limit(args)
     if args.ray is None:
         resolve_device(args.device, default_device())
     jobs = plan_jobs(args.inputs, args.output, args.ext)
@@ -164,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = load_model(model_path)
         print(f"model: {describe(model.config)}", file=sys.stderr)
+        if note := tile_note(settings.tile, model.config.window_size):
+            print(note, file=sys.stderr)
         outputs = Outputs(settings, model_path.name, sha256_of(model_path), model.config.scale)
         with torch.inference_mode():
             outcomes = run_local(jobs, Worker(model, outputs), lambda i, job: _bar(i, len(jobs), job))
@@ -172,7 +191,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {failure.message}", file=sys.stderr)
     if len(jobs) > 1 or any(o.status != DONE for o in outcomes):
         print(summary(outcomes), file=sys.stderr)
+    if wrote := _wrote(jobs, outcomes, args.output):
+        print(wrote)
     if failures:
-        print(f"{len(failures)} of {len(outcomes)} inputs failed; the others were written", file=sys.stderr)
+        others = len(outcomes) - len(failures)
+        print(f"{len(failures)} of {len(outcomes)} input{'s' if len(outcomes) != 1 else ''} failed"
+              + (f"; the other{'s are' if others != 1 else ' is'} complete" if others else ""), file=sys.stderr)
         return 1
     return 0

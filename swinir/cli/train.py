@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..train import QUALITY_SAMPLING, TRAIN_TASKS, TrainSettings, export, train
+from ..tasks import FAMILIES
 
 
 def _quality_range(value: str) -> tuple[int, int]:
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "degradation of --task: sr (MATLAB bicubic), denoise (a random Gaussian sigma per patch) or jpeg (a random "
         "Pillow JPEG quality per patch, 4:2:0). Re-running with the same --out resumes from its state.pt.",
     )
-    p.add_argument("--task", choices=TRAIN_TASKS, default="sr",
+    p.add_argument("--task", choices=FAMILIES, default="sr",
                    help="sr (default): x--scale super-resolution; denoise: one blind colour denoiser for sigma "
                    "0..--sigma-max; jpeg: one blind colour JPEG-artifact remover for --quality-range")
     p.add_argument("data", nargs="+", type=Path, help="folders of high-resolution training images")
@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma-max", type=int, default=50, help="denoise: highest noise sigma, 0-255 scale (default 50)")
     p.add_argument("--quality-range", type=_quality_range, default=(10, 90),
                    help="jpeg: JPEG qualities to train on, LOW-HIGH (default 10-90)")
-    p.add_argument("--quality-sampling", choices=QUALITY_SAMPLING, default=QUALITY_SAMPLING[0],
+    # Checked by the trainer (TrainSettings): the parser does not import the training package.
+    p.add_argument("--quality-sampling", default="log",
                    help="jpeg: how a patch's quality is drawn from the range; log (default): as often as 1/quality, so "
                    "q 10-20 get as many patches as q 20-40 and q 40-80; uniform: every quality equally often")
     p.add_argument("--init", type=Path,
@@ -61,20 +62,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `python -m swinir restore` builds this parser too and must not load the training code.
+    from ..training.trainer import TrainSettings, export, train
+
     if args.export:
         export(args.out / "state.pt", args.export)
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(message)s",
-        handlers=[logging.FileHandler(args.out / "train.log"), logging.StreamHandler()],
-    )
+    # Settings first: a wrong option is refused before the output folder and its log exist.
     settings = TrainSettings(
         data=args.data, out=args.out, scale=args.scale, iterations=args.iterations, batch=args.batch,
         patch=args.patch, lr=args.lr, save_every=args.save_every, eval_every=args.eval_every, eval_dir=args.eval_dir,
         task=args.task, sigma_max=args.sigma_max, quality_range=args.quality_range,
         quality_sampling=args.quality_sampling, init=args.init,
         precision=args.precision,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s",
+        handlers=[logging.FileHandler(args.out / "train.log"), logging.StreamHandler()],
     )
     train(settings)
     return 0

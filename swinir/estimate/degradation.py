@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..engine import check_images
+from ..image_checks import check_images
 from .jpeg import estimate_jpeg
 from .noise import estimate_noise
 

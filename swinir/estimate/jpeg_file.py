@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
-from ..errors import ImageFileError
+from ..imageio import open_image
 from .ijg import quality_of_table
 
 
@@ -24,15 +22,10 @@ class FileQuality:
 
 def jpeg_file_quality(path: Path) -> FileQuality | None:
     """The IJG quality of a JPEG file's luma quantisation table; None when the file is not a JPEG."""
-    try:
-        with Image.open(path) as img:
-            if img.format != "JPEG":
-                return None
-            tables = dict(getattr(img, "quantization", None) or {})
-    except FileNotFoundError:
-        raise ImageFileError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageFileError(f"{path}: not a readable image ({e}); check that the file is complete") from None
+    with open_image(path, load=False) as img:
+        if img.format != "JPEG":
+            return None
+        tables = dict(getattr(img, "quantization", None) or {})
     if 0 not in tables:
         return None
     found = quality_of_table(tables[0])

@@ -34,7 +34,7 @@ from typing import Callable, Iterable
 
 from ..catalogue import CatalogueEntry, load_catalogue
 from ..errors import InputError
-from ..model_ref import DEFAULT_MODELS
+from ..model_ref import DEFAULT_MODELS, DEFAULT_PREFIX
 from .degradation import Degradation
 
 DENOISE_THRESHOLD = 5.0
@@ -45,8 +45,6 @@ NOISE_TOLERANCE_MIN = 3.0
 # Trained ranges of the pack's blind defaults.
 BLIND_SIGMA = (0, 50)
 BLIND_QUALITY = (10, 90)
-# What a name in the model lists may carry in front of a pack default's file name.
-DEFAULT_PREFIX = "(default) "
 
 SR_PREFERENCE = ("classical_sr", "lightweight_sr", "real_sr")
 
@@ -170,7 +168,7 @@ def _choose_level_model(
     else:
         level = min((10, 20, 30, 40), key=lambda v: (abs(v - value), v))
         hint = f"{wanted}-jpeg-M-q{level}"
-    return None, f"{found} but no {family} model is available; get one with `python -m swinir download {hint}`"
+    return None, f"{found} but no {family} model is available; get one with `swinir download {hint}`"
 
 
 def _jpeg_close(level: int, quality: float) -> bool:
@@ -207,7 +205,7 @@ def _choose_upscale(scale: float, index: dict[str, str]) -> tuple[Step | None, s
     models = _sr_models(index)
     if not models:
         return None, f"upscale x{scale:g} asked but no super-resolution model is available; " \
-                     "get one with `python -m swinir download classical-M-x2-DF2K`"
+                     "get one with `swinir download classical-M-x2-DF2K`"
     exact = [m for m in models if m[2] == scale]
     larger = sorted((m for m in models if m[2] > scale), key=lambda m: (m[2], m[0]))
     if exact:

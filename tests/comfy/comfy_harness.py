@@ -32,7 +32,9 @@ COMFY_DIR = Path(os.environ.get("SWINIR_COMFYUI_DIR", REPO / ".comfyui" / "Comfy
 CHROMIUM = os.environ.get("SWINIR_CHROMIUM", "/usr/bin/chromium")
 PACK_NAME = "ComfyUI-SwinIR"
 PACK_DIR = Path(os.environ.get("SWINIR_PACK_DIR", REPO))
-REQUIRE = os.environ.get("SWINIR_REQUIRE_COMFY") == "1"
+# CI (where CI is set, and .ci/run sets SWINIR_REQUIRE_COMFY=1) fails instead of skipping; the same rule as
+# tests/shared_data.py for the test data (this module is also imported outside pytest, without tests/ on the path).
+REQUIRE = os.environ.get("SWINIR_REQUIRE_COMFY") == "1" or os.environ.get("CI", "").lower() not in ("", "0", "false")
 LOG_DIR = REPO / "out" / "comfy-tests"
 START_TIMEOUT = float(os.environ.get("SWINIR_COMFY_START_TIMEOUT", "180"))
 # UI steps (page load, node search, dialogs) wait on the app's own state, with limits generous enough for a
@@ -93,9 +95,9 @@ NOT_SWINIR_NAME = "tiny_compact_x2_not_swinir.pth"
 
 
 def missing(reason: str):
-    """Skip, or fail under SWINIR_REQUIRE_COMFY=1 (CI must not pass by skipping)."""
+    """Skip, or fail in CI (CI must not pass by skipping)."""
     if REQUIRE:
-        pytest.fail(f"{reason} (SWINIR_REQUIRE_COMFY=1)", pytrace=False)
+        pytest.fail(f"{reason} (CI runs every test: CI or SWINIR_REQUIRE_COMFY=1 is set)", pytrace=False)
     pytest.skip(reason)
 
 
@@ -655,13 +657,13 @@ def default_model_path(family: str = "sr") -> Path:
     """The pack's default model of a task family ('sr', 'denoise', 'jpeg') that the server's copy of the pack uses."""
     from swinir.model_ref import default_model_path as core_default
 
-    return PACK_DIR / "models" / core_default(family).name
+    return PACK_DIR / "swinir" / "models" / core_default(family).name
 
 
 def default_entry_path(entry: str) -> Path:
     """The file behind a loader choice '(default) <file>'."""
     assert entry.startswith("(default) "), entry
-    return PACK_DIR / "models" / entry[len("(default) "):]
+    return PACK_DIR / "swinir" / "models" / entry[len("(default) "):]
 
 
 def make_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -771,7 +773,7 @@ def p_save(image_ref, prefix: str) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------
-# Long sessions (issue 14): the server's websocket events, its memory, prompt pieces for varied images.
+# Long runs (issue 14): the server's websocket events, its memory, prompt pieces for varied images.
 
 
 class ComfyEvents:
@@ -817,6 +819,8 @@ class ComfyEvents:
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             self._queue.put(json.loads(msg.data))
+                        elif msg.type == aiohttp.WSMsgType.BINARY:  # previews: 4-byte event type, then its data
+                            self._queue.put({"type": "_binary", "data": msg.data})
                         elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                             break
 

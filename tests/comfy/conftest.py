@@ -1,11 +1,16 @@
 """Fixtures for the ComfyUI integration tests (the harness itself is in comfy_harness.py).
 
 ComfyUI comes from scripts/get-comfyui.sh (into .comfyui/ComfyUI), the newest frontend from scripts/get-frontend.sh,
-Chromium from scripts/get-chromium.sh. Without them these tests skip with the reason; with SWINIR_REQUIRE_COMFY=1
-(CI) they fail instead.
+Chromium from scripts/get-chromium.sh. Without them these tests skip with the reason; in CI (CI set, or
+SWINIR_REQUIRE_COMFY=1) they fail instead.
 
 `comfy` (the bundled frontend, with small test models) serves the node tests; `fresh_comfy` is a fresh install
 (the pack, no model added) served once per frontend in FRONTENDS, for the browser and template tests.
+
+The quick tier (`scripts/test.sh --quick`, pytest -m "not full") starts one server: the fresh install on the
+frontend scripts/get-frontend.sh pins (QUICK_FRONTEND), with its browser and template tests. Every test on
+another server (`comfy`, the download tests' `server`, `gpu_comfy`, the bundled frontend's fresh install) is
+marked `full` here, so it runs in the whole suite only.
 """
 
 from __future__ import annotations
@@ -20,11 +25,23 @@ from comfy_harness import (
     CHROMIUM_ARGS,
     COMFY_DIR,
     FRONTENDS,
+    NEWEST_FRONTEND,
     Frontend,
     missing,
     open_ui,
     start_server,
 )
+
+QUICK_FRONTEND = NEWEST_FRONTEND
+# Fixtures that start a ComfyUI server other than the quick tier's one.
+FULL_SUITE_SERVERS = frozenset({"comfy", "server", "gpu_comfy"})
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.parents and FULL_SUITE_SERVERS & set(item.fixturenames):
+            item.add_marker(pytest.mark.full)
 
 
 def _server(tmp_path_factory, name: str, frontend: Frontend, fresh: bool):
@@ -36,7 +53,7 @@ def _server(tmp_path_factory, name: str, frontend: Frontend, fresh: bool):
     try:
         import requests  # noqa: F401
     except ImportError:
-        missing("requests is not installed (pip install -r requirements-test.txt)")
+        missing("requests is not installed (pip install -e '.[test]', or bash scripts/setup-env.sh --test)")
     base = tmp_path_factory.mktemp(name)
     try:
         server = start_server(base, name, frontend=frontend, fresh=fresh)
@@ -55,7 +72,13 @@ def comfy(tmp_path_factory):
     yield from _server(tmp_path_factory, "server", FRONTENDS[0], fresh=False)
 
 
-@pytest.fixture(scope="session", params=FRONTENDS, ids=[f"frontend-{f.version}" for f in FRONTENDS])
+@pytest.fixture(
+    scope="session",
+    params=[
+        pytest.param(f, id=f"frontend-{f.version}", marks=() if f is QUICK_FRONTEND else pytest.mark.full)
+        for f in FRONTENDS
+    ],
+)
 def frontend(request) -> Frontend:
     return request.param
 
@@ -78,7 +101,7 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        missing("playwright is not installed (pip install -r requirements-test.txt)")
+        missing("playwright is not installed (pip install -e '.[test]', or bash scripts/setup-env.sh --test)")
     pw = sync_playwright().start()
     try:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

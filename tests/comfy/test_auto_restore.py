@@ -8,7 +8,6 @@ level (its output equals that model's, and its info says so), per image, also in
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,8 +34,7 @@ from comfy_harness import (
     write_level_models,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared test pictures
-from estimate_images import noisy, picture  # noqa: E402
+from testkit.pictures import noisy, picture
 
 SIGMAS = (15, 25, 50)
 QUALITIES = (10, 20, 30, 40)

@@ -27,6 +27,9 @@ from comfy_harness import (
     start_server,
 )
 
+# Its servers (`comfy`, `gpu_comfy`) come through request.getfixturevalue, which conftest's marking cannot see.
+pytestmark = pytest.mark.full
+
 SIZE = (96, 112)  # height, width: 20 tiles of 32 px, so the first prompt still runs when the second is queued
 CASES = {"upscale": ("SwinIRUpscale", SR_NAME, {}), "denoise": ("SwinIRDenoise", DENOISE_NAME, {"strength": 1.0})}
 

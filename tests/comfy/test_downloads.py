@@ -37,13 +37,14 @@ from comfy_harness import (
 
 import swinir
 from swinir.catalogue import find_entry
+from swinir.download import digest_record
 
 GOOD = "004_grayDN_DFWB_s128w8_SwinIR-M_noise15.pth"  # no published digest or size: any SwinIR file is good
 TWICE = "006_CAR_DFWB_s126w7_SwinIR-M_jpeg30.pth"
 BAD_DIGEST = "002_lightweightSR_DIV2K_s64w8_SwinIR-S_x2.pth"  # published size and sha256
 CUT = "004_grayDN_DFWB_s128w8_SwinIR-M_noise50.pth"
 MISSING = "006_CAR_DFWB_s126w7_SwinIR-M_jpeg40.pth"
-GATED = "006_CAR_DFWB_s126w7_SwinIR-M_jpeg20.pth"
+GATED = "006_colorCAR_DFWB_s126w7_SwinIR-M_jpeg30.pth"  # no published size: the mirror's file is never loaded
 GATE_FIRST = 3 << 20  # sent before the gate: more than one read chunk, so the download is truly under way
 
 
@@ -144,9 +145,12 @@ def swinir_dir(server) -> Path:
 
 
 def assert_clean(server) -> None:
-    """Only complete model files in models/swinir/: no .part, no lock, no hidden leftovers."""
+    """Only complete model files in models/swinir/: no .part, no lock, no hidden leftovers but the digest recorded
+    beside a file that has no published one."""
     folder = swinir_dir(server)
-    leftovers = [p.name for p in folder.iterdir() if p.name.startswith(".")] if folder.exists() else []
+    names = {p.name for p in folder.iterdir()} if folder.exists() else set()
+    records = {digest_record(folder / n).name for n in names if not n.startswith(".")}
+    leftovers = [n for n in names if n.startswith(".") and n not in records]
     assert not leftovers, leftovers
 
 
@@ -240,6 +244,35 @@ def test_cancel_during_download(server, mirror):
     assert_clean(server)
     # The server goes on.
     server.run_ok(denoise_prompt(GOOD, "after_cancel"))
+
+
+def test_models_folder_removed_while_the_server_runs(server, mirror):
+    """ComfyUI's file-list cache stats every folder it listed; models/swinir/ removed under a running server must not
+    make every prompt fail at validation: an official file is fetched again, and a folder put back is used."""
+    folder = swinir_dir(server)
+    server.run_ok(denoise_prompt(GOOD, "before_removal"))
+    server.run_ok(denoise_prompt(GOOD, "before_removal_on_disk"))  # now fingerprinted as the file on disk
+    assert (folder / GOOD).is_file()
+    # The loader's list, read while the folder exists: ComfyUI's cache now holds the folder's mtime.
+    assert GOOD in str(server.get("/object_info/SwinIRModelLoader").json())
+    hits = mirror.hits[GOOD]
+    shutil.rmtree(folder)
+    entry = server.run(denoise_prompt(GOOD, "after_removal"))
+    assert entry["status"]["status_str"] == "success", error_text(entry)
+    assert mirror.hits[GOOD] == hits + 1 and (folder / GOOD).read_bytes() == mirror.files[GOOD]
+    assert_clean(server)
+    # Removed again, then put back with a file of the user's own: the next prompt finds it.
+    shutil.rmtree(folder)
+    r = server.post("/prompt", json={"prompt": denoise_prompt("mine.pth", "mine_missing")})
+    if r.status_code == 200:
+        entry = server.wait(r.json()["prompt_id"])
+        assert entry["status"]["status_str"] == "error"
+        assert "mine.pth" in error_text(entry)
+    else:
+        assert "mine.pth" in r.text and "Exception when validating" not in r.text, r.text
+    folder.mkdir()
+    (folder / "mine.pth").write_bytes(mirror.files[GOOD])
+    server.run_ok(denoise_prompt("mine.pth", "mine_back"))
 
 
 def test_only_catalogue_urls(server, mirror):

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swinir.engine import cpu_has_native
+from swinir.precision import cpu_has_native
 
 from comfy_harness import (
     ComfyEvents,

@@ -1,4 +1,4 @@
-"""Deterministic test pictures for the degradation estimators and Auto Restore (tests/test_estimate.py and
+"""Deterministic test pictures for the degradation estimators and Auto Restore (tests/test_estimate.py,
 tests/comfy/test_auto_restore.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from swinir.degrade import add_gaussian_noise
+from swinir.training.degrade import add_gaussian_noise
 
 
 def _blur(field: np.ndarray, passes: int, size: int) -> np.ndarray:

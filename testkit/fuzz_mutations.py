@@ -1,7 +1,7 @@
 """What the fuzzer feeds the checkpoint readers, `swinir.restore` and the nodes' work layer (issue 14, part 3).
 
 Every decision of a case is drawn from one `random.Random`, so hypothesis can shrink a failing case through its
-`st.randoms()` (tests/test_fuzz.py) and the long run (bench/fuzz_long.py) can replay case N exactly.
+`st.randoms()` (tests/test_fuzz.py) and the long run (`python -m bench.fuzz_long`) can replay case N exactly.
 
 - Seeds: real small checkpoints written by the library itself (our safetensors, official-style `.pth` zips
   `{'params': sd}`, a legacy pre-zip `.pth`) and two canaries: `.pth` files whose pickle REDUCEs `exec` of code
@@ -576,6 +576,11 @@ def _perturb(spec: dict, rng: random.Random) -> None:
         kw[key] = rng.choice(bad[key])
 
 
+# A side of a valid image that the worker still restores (several tiles at every tile size the generator picks);
+# one in ten images has a side between 49 and this.
+LARGE_SIDE = 320
+
+
 def image_spec(rng: random.Random, target: str) -> dict:
     """A random image input: a valid one (shape, dtype, memory layout, values, options) with zero to four facets
     made bad or extreme (dimensions, empty or terabyte sizes, dtypes, sparse/meta, NaN/inf, not a tensor)."""
@@ -584,7 +589,7 @@ def image_spec(rng: random.Random, target: str) -> dict:
     else:  # NCHW
         kinds = ["batch", "channels", "side", "side"]
     sizes = {"batch": lambda: rng.choice((1, 1, 2, 3)), "channels": lambda: rng.choice((1, 2, 3, 3, 4)),
-             "side": lambda: rng.randint(1, 48)}
+             "side": lambda: rng.randint(1, 48) if rng.random() < 0.9 else rng.randint(49, LARGE_SIDE)}
     spec = {
         "target": target,
         "container": "tensor",

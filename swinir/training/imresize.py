@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from .cache import cached
+from ..cache import cached
 
 __all__ = ["imresize", "imresize_uint8"]
 

@@ -1,4 +1,4 @@
-"""Short synthetic clips for the video tests, made with PyAV, and what restoring them frame by frame must give."""
+"""Short synthetic clips for the video tests and the bulk benchmark, made with PyAV, and what restoring them frame by frame must give."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fuzzer's worker process and its driver (issue 14, part 3); the cases come from bench/fuzz_mutations.py.
+"""The fuzzer's worker process and its driver (issue 14, part 3); the cases come from testkit/fuzz_mutations.py.
 
 Cases run in a worker process, one at a time with a deadline and under an address-space limit: a hang is a
 timeout, an attempted large allocation fails inside the limit and is reported, a crash is the worker's death, and
@@ -20,7 +20,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.fuzz_mutations import (
+from testkit.fuzz_mutations import (
     CANARY_FLAG,
     SEED_FORMATS,
     canary_code,
@@ -38,7 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CASE_TIMEOUT = 30.0  # seconds; every case takes well under one, so only a hang reaches this
 ADDRESS_SPACE_HEADROOM = 3 << 30  # bytes of address space a case may add to the warmed-up worker
 CHECKPOINT_GROWTH_LIMIT = 96 << 20  # peak RSS a checkpoint case may add, plus 4x its file (the seeds are ~40 kB)
-IMAGE_GROWTH_LIMIT = 256 << 20  # peak RSS an image case may add (at most a 48 px image through a tiny model)
+# Valid images up to this many pixels (all of a batch) are restored and checked; larger ones only when refused.
+RUN_PIXELS = 320 * 320 * 2
+IMAGE_GROWTH_LIMIT = 256 << 20  # peak RSS an image case may add (at most RUN_PIXELS through a tiny model)
 
 # ------------------------------------------------------------------------------------------------ the worker side
 
@@ -226,7 +228,7 @@ def _run_image(spec: dict, models: dict) -> dict:
         n, c, h, w = shape
         if 4 * h * w * scale * scale * (n * c + c + 1) > (1 << 36):
             must_succeed = False
-        elif h * w * n > 48 * 48 * 3:
+        elif h * w * n > RUN_PIXELS:
             return {"kind": "skipped (valid but large)"}
     try:
         if spec["target"] == "restore":
@@ -272,7 +274,6 @@ def worker_main() -> None:
 
     import torch
 
-    sys.path.insert(0, str(ROOT))
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     main = sys.modules["__main__"]
@@ -334,8 +335,7 @@ class Worker:
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
         self._log = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-             "from bench.fuzz_worker import worker_main; worker_main()", str(ROOT)],
+            [sys.executable, "-c", "from testkit.fuzz_worker import worker_main; worker_main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, cwd=ROOT, env=env,
         )
         self.starts += 1

@@ -23,15 +23,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import SwinIRConfig
+from ..checkpoint import read_checkpoint, read_torch_file, save_safetensors
+from ..config import SwinIRConfig
+from ..precision import warn_if_emulated
+from ..errors import CheckpointError, InputError
+from ..fileutil import atomic_target
+from ..imageio import IMAGE_SUFFIXES, read_image_uint8
+from ..network import SwinIR
+from ..tasks import FAMILIES
 from .degrade import add_gaussian_noise, jpeg_roundtrip
-from .engine import warn_if_emulated
-from .errors import CheckpointError, InputError
-from .fileutil import atomic_target
-from .imageio import IMAGE_SUFFIXES, read_image_uint8
 from .imresize import imresize_uint8
 from .metrics import psnr, psnr_y
-from .network import SwinIR
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,6 @@ LIGHTWEIGHT_S = dict(
     embed_dim=60, depths=(6, 6, 6, 6), num_heads=(6, 6, 6, 6), window_size=8, mlp_ratio=2.0,
     upsampler="pixelshuffledirect", resi_connection="1conv", img_range=1.0, in_chans=3,
 )
-TRAIN_TASKS = ("sr", "denoise", "jpeg")
 # The level each monitor evaluation uses for the blind tasks (a fixed seed for the noise).
 MONITOR_SIGMA = 25
 MONITOR_QUALITY = 20
@@ -72,6 +73,13 @@ class TrainSettings:
     init: Path | None = None  # starting weights for a new run: a state.pt or a .safetensors of the same network
     precision: str = "fp32"  # bf16: autocast for the forward and backward (fp32 weights and Adam state)
 
+    def __post_init__(self) -> None:
+        # Checked up front: a wrong name would otherwise surface only at the first JPEG patch.
+        if self.quality_sampling not in QUALITY_SAMPLING:
+            raise InputError(
+                f"unknown quality sampling {self.quality_sampling!r}; use one of {', '.join(QUALITY_SAMPLING)}"
+            )
+
     def level_range(self) -> tuple[int, int] | None:
         if self.task == "denoise":
             return (0, self.sigma_max)
@@ -91,8 +99,8 @@ class TrainSettings:
 
 def default_config(s: TrainSettings) -> SwinIRConfig:
     """The official lightweight SwinIR-S body; scale 1 and no upsampler for the restoration tasks."""
-    if s.task not in TRAIN_TASKS:
-        raise InputError(f"unknown training task {s.task!r}; use one of {', '.join(TRAIN_TASKS)}")
+    if s.task not in FAMILIES:
+        raise InputError(f"unknown training task {s.task!r}; use one of {', '.join(FAMILIES)}")
     if s.task == "sr":
         return SwinIRConfig(task="lightweight_sr", scale=s.scale, **LIGHTWEIGHT_S)
     body = {**LIGHTWEIGHT_S, "upsampler": ""}
@@ -215,13 +223,23 @@ def _lr_at(step: int, s: TrainSettings) -> float:
     return s.lr * min(1.0, (step + 1) / s.warmup)
 
 
+# What every state file holds (`_save_state`); the rest has defaults.
+STATE_KEYS = ("model", "ema", "optimizer", "step", "elapsed", "history", "config")
+
+
 def _load_state(path: Path) -> dict:
+    """A resume state, read within the checkpoint reader's limits (a damaged file claiming huge tensors is refused
+    before anything is allocated)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors of a truncated or foreign file
+        state = read_torch_file(path, fix="restore it from a copy or delete it to start over")
+    except CheckpointError as e:
+        raise CheckpointError(f"not a readable training state: {e}") from None
+    missing = [key for key in STATE_KEYS if key not in state]
+    if missing:
         raise CheckpointError(
-            f"{path} is not a readable training state ({e}); restore it from a copy or delete it to start over"
-        ) from e
+            f"{path} is not a readable training state (no {', '.join(missing)}); restore it from a copy or delete "
+            "it to start over"
+        )
     state.setdefault("data", [])  # states saved before the data folders were recorded
     # The x2 default's state predates tasks: bicubic x2 with a Set5 PSNR-Y monitor.
     state.setdefault("degradation", "MATLAB bicubic x2")
@@ -240,8 +258,6 @@ def initial_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     if path.suffix == ".pt":
         state = _load_state(path)
         return state["ema"], f"{path.name} at step {state['step']} ({int(state['elapsed'])} s)"
-    from .checkpoint import read_checkpoint
-
     weights, metadata = read_checkpoint(path)
     steps, seconds = metadata.get("training_steps", "?"), metadata.get("training_seconds", "?")
     return weights, f"{path.name} at step {steps} ({seconds} s)"
@@ -299,7 +315,7 @@ def train(s: TrainSettings, config: SwinIRConfig | None = None) -> Path:
     pairs = load_pairs(s.data, s.scale if s.task == "sr" else 1, s.patch)
     log.info("%d training images", len(pairs))
     if s.precision == "bf16":
-        # On an AVX2 CPU a bf16 step took 7-10x as long as an fp32 one (bench/RESULTS.md, tenth session).
+        # On an AVX2 CPU a bf16 step takes 7-10x as long as an fp32 one (bench/RESULTS.md).
         warn_if_emulated(torch.device("cpu"), torch.bfloat16)
     model.train()
     t0, loss_sum, loss_n = time.time(), 0.0, 0
@@ -359,8 +375,6 @@ def ema_weights(state_path: Path) -> tuple[dict[str, torch.Tensor], SwinIRConfig
 
 def export(state_path: Path, target: Path) -> Path:
     """Write the EMA weights of a training state as the pack's safetensors, with the training record."""
-    from .checkpoint import save_safetensors
-
     weights, config, info = ema_weights(state_path)
     model = SwinIR(config)
     model.load_state_dict(weights)

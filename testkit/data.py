@@ -1,0 +1,9 @@
+"""Where the shared test sets and published weights live: ../shared beside the checkout (never committed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATA = SHARED / "data"
+WEIGHTS = SHARED / "weights"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
+SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data"
 WEIGHTS = SHARED / "weights"

@@ -32,8 +32,8 @@ from testkit.fuzz_mutations import (
     seed_weights,
     tiny_models,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
+from testkit.data import ROOT
+from testkit.pack import pack_module
 
 CASE_TIMEOUT = 30.0  # seconds; every case takes well under one, so only a hang reaches this
 ADDRESS_SPACE_HEADROOM = 3 << 30  # bytes of address space a case may add to the warmed-up worker
@@ -193,22 +193,9 @@ def _must_succeed(spec: dict, x, scale: int) -> bool:
     return True
 
 
-PACK = "comfyui_swinir_pack_under_fuzz"
-
-
 def work_module():
     """nodes/work.py imported the way ComfyUI imports the pack (as a package: its imports are relative)."""
-    import importlib
-    import importlib.util
-
-    if PACK not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[PACK] = module
-        spec.loader.exec_module(module)
-    return importlib.import_module(PACK + ".nodes.work")
+    return pack_module("nodes.work")
 
 
 def _run_image(spec: dict, models: dict) -> dict:

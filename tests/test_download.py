@@ -22,6 +22,7 @@ from swinir.cli.download import register, run
 from swinir.download import (MIRROR_ENV, UNPUBLISHED_SIZE_CAP, catalogue_url, default_models_dir, digest_record,
                              download, download_file, sweep_partial_downloads, verify_local)
 from swinir.errors import Cancelled, DownloadError, SwinIRError
+from testkit.http_server import serving
 
 REPO = Path(__file__).resolve().parents[1]
 PAYLOAD_BYTES = 300_000  # spans many TCP segments, so "cut halfway" is a real mid-stream cut
@@ -59,16 +60,8 @@ def server() -> Iterator[tuple[str, dict[str, bytes]]]:
     files: dict[str, bytes] = {}
     handler = type("Handler", (_Handler,), {"files": files, "hits": {}})
     _Handler.last_hits = handler.hits
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", files
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serving(handler) as url:
+        yield url, files
 
 
 @pytest.fixture()

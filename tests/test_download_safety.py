@@ -28,6 +28,7 @@ from test_bad_inputs import mounted_tmpfs
 from swinir.catalogue import find_entry
 from swinir.download import MIRROR_ENV, digest_record, download_file, verify_local
 from swinir.errors import DownloadError
+from testkit.http_server import serving
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 300_000
@@ -82,17 +83,11 @@ def _handler(site: Site):
 @pytest.fixture()
 def site() -> Iterator[Site]:
     s = Site()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(s))
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    s.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
-        yield s
-    finally:
-        s.release.set()
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(_handler(s)) as s.url:
+        try:
+            yield s
+        finally:
+            s.release.set()  # a stalled transfer ends, so the server can shut down
 
 
 def _names(folder: Path) -> list[str]:

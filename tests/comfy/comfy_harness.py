@@ -950,20 +950,8 @@ def history_text(entry: dict, node_id: str) -> str:
     return "".join(entry["outputs"][str(node_id)]["text"])
 
 
-PACK_PACKAGE = "comfyui_swinir_pack_in_harness"
-
-
 def pack_module(name: str):
-    """A module of the pack (e.g. 'nodes.work') imported the way ComfyUI imports the pack: as a package, so its
-    relative imports of the core work. The ComfyUI-free modules only (nodes.work, swinir)."""
-    import importlib
-    import importlib.util
+    """A module of the pack under test (e.g. 'nodes.work') imported the way ComfyUI imports it: as a package."""
+    from testkit.pack import pack_module as imported
 
-    if PACK_PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            PACK_PACKAGE, PACK_DIR / "__init__.py", submodule_search_locations=[str(PACK_DIR)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[PACK_PACKAGE] = module
-        spec.loader.exec_module(module)
-    return importlib.import_module(f"{PACK_PACKAGE}.{name}")
+    return imported(name, PACK_DIR)

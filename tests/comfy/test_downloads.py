@@ -38,6 +38,7 @@ from comfy_harness import (
 import swinir
 from swinir.catalogue import find_entry
 from swinir.download import digest_record
+from testkit.http_server import serving
 
 GOOD = "004_grayDN_DFWB_s128w8_SwinIR-M_noise15.pth"  # no published digest or size: any SwinIR file is good
 TWICE = "006_CAR_DFWB_s126w7_SwinIR-M_jpeg30.pth"
@@ -109,17 +110,11 @@ def mirror():
     m.files[GATED] = _official_pth(gray_car) + os.urandom(2 * GATE_FIRST)  # big enough to gate; never loaded
     size = find_entry(BAD_DIGEST).size_bytes
     m.files[BAD_DIGEST] = os.urandom(size)  # the published size, other bytes
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(m))
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    m.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
-        yield m
-    finally:
-        m.gate.set()
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(_handler(m)) as m.url:
+        try:
+            yield m
+        finally:
+            m.gate.set()  # a gated transfer ends, so the server can shut down
 
 
 @pytest.fixture(scope="module")

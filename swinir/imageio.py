@@ -54,6 +54,13 @@ def _too_large(path: Path, pixels: int, size: tuple[int, int] | None = None) -> 
         f"{MAX_PIXELS_OPTION} {needed}")
 
 
+def check_pixel_limit(path: Path, width: int, height: int) -> None:
+    """An ImageFileError naming `path` and the option that raises the limit, for a picture (or a video's frames)
+    larger than the pixel limit; checked before anything of that size is decoded."""
+    if width * height > _max_pixels:
+        raise _too_large(path, width * height, (width, height))
+
+
 def open_image(path: Path, *, load: bool = True) -> Image.Image:
     """The image at `path` checked against the pixel limit before a pixel is decoded, then loaded (unless `load`
     is False: the header only). Every way a file can fail to open is an ImageFileError naming it."""
@@ -64,9 +71,7 @@ def open_image(path: Path, *, load: bool = True) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
             try:
-                width, height = img.size
-                if width * height > _max_pixels:
-                    raise _too_large(path, width * height, (width, height))
+                check_pixel_limit(path, *img.size)
                 if load:
                     img.load()
             except BaseException:

@@ -194,3 +194,19 @@ def test_without_pyav_videos_say_what_to_install_and_images_still_work(tmp_path,
     result = run("restore", image, "-o", tmp_path / "a_x2.png", "--model", tiny_model_file)
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "a_x2.png").size == (24, 20)
+
+
+def test_a_video_over_the_pixel_limit_is_named_and_the_rest_is_written(tmp_path, clip, tiny_model_file):
+    """A video's frames are held to the images' pixel limit (read from the header, before a frame is decoded):
+    one error naming it and the option, while an image in the same folder is still restored."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "clip.mp4").write_bytes(clip.read_bytes())
+    Image.fromarray(np.full((20, 30, 3), 128, np.uint8)).save(folder / "small.png")
+    out = tmp_path / "out"
+    # 40x24 = 960 pixels: over a 0.0008-megapixel (800-pixel) limit; the 600-pixel image is under it.
+    result = run_cli("restore", folder, "-o", out, "--model", tiny_model_file, "--max-megapixels", "0.0008")
+    assert_clean_failure(result, "clip.mp4", "40x24", "--max-megapixels 1")
+    assert (out / "small.png").is_file()
+    assert not any(p.name.startswith("clip") for p in out.iterdir()), sorted(p.name for p in out.iterdir())
+    assert leftovers(tmp_path) == []

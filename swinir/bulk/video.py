@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import VideoError
 from ..fileutil import atomic_target
+from ..imageio import check_pixel_limit
 from .plan import WRITABLE_VIDEO
 
 # Segment files of a video split over several workers: QuickTime keeps the encoder's timestamps exactly, negative
@@ -94,6 +95,8 @@ def probe(path: Path) -> VideoInfo:
     """Size, rate, time base, rotation and colour of the first video stream (decodes one frame)."""
     with open_video(path) as container:
         stream = container.streams.video[0]
+        # The header's frame size, before a frame is decoded: a video's frames are held to the images' limit.
+        check_pixel_limit(path, stream.codec_context.width or 0, stream.codec_context.height or 0)
         try:
             first = next(container.decode(stream))
         except _ffmpeg_errors() as e:

@@ -14,25 +14,22 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-COMFY_DIR = REPO / ".comfyui" / "ComfyUI"
+from testkit.comfy_path import add_comfyui_to_path
+
 
 
 def comfy_and_pack():
-    sys.path.insert(0, str(COMFY_DIR))
-    sys.path.insert(0, str(REPO / "tests" / "comfy"))
+    add_comfyui_to_path()
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
     import comfy.model_management as mm
     import comfy.utils
-    from comfy_harness import pack_module
+    from testkit.comfy_harness import pack_module
 
     return mm, comfy.utils, pack_module("nodes.runtime"), pack_module("nodes.work"), pack_module("swinir")
 

@@ -21,12 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "comfy"))
-sys.path.insert(0, str(ROOT))
-
-from comfy_harness import COMFY_DIR, DEFAULT_ENTRY, SR_NAME, start_server  # noqa: E402
-from soak import SoakConfig, run_soak  # noqa: E402
+from testkit.comfy_harness import COMFY_DIR, DEFAULT_ENTRY, SR_NAME, start_server
+from testkit.soak import SoakConfig, run_soak
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
 # 0.3.75 bundles): the comfyui-frontend-package wheel from PyPI, unpacked into .comfyui/frontend-VERSION/
 # (gitignored). The server serves it with --front-end-root .comfyui/frontend-VERSION/comfyui_frontend_package/static.
 # The version is pinned so that CI is reproducible; raise it here when a newer frontend is to be tested (the
-# browser tests read this VERSION line, tests/comfy/comfy_harness.py). Idempotent: a second run does nothing.
+# browser tests read this VERSION line, testkit/comfy_harness.py). Idempotent: a second run does nothing.
 #   bash scripts/get-frontend.sh [VERSION]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,13 +1,13 @@
 """Regenerates workflows/*.json and their thumbnails workflows/*.jpg, in a real ComfyUI and its real frontend.
 
-    .venv/bin/python tests/comfy/build_workflows.py [--json-only]
+    .venv/bin/python -m tests.comfy.build_workflows [--json-only]   (from the repository root)
 
 Each graph is built in the frontend and saved with app.graph.serialize() (hand-written UI workflows miss fields
 the frontend's schema requires; serialising the frontend's own graph cannot). Each thumbnail is a before/after of
 the template run from the UI (app.queuePrompt, as the Run button does) on samples/chelsea_lr.png, degraded as the
 template expects (noise, JPEG); the templates that cannot run here (a model to download, an SD checkpoint) get a
 picture of their graph instead. Rerun after a default model changes. Needs what the ComfyUI tests need
-(scripts/get-comfyui.sh, scripts/get-chromium.sh) and the pack's default models in models/.
+(scripts/get-comfyui.sh, scripts/get-chromium.sh) and the pack's default models in swinir/models/.
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import comfy_harness as cf  # noqa: E402
+from testkit import comfy_harness as cf
 
 WORKFLOWS = cf.REPO / "workflows"
 EXAMPLE_IMAGE = cf.EXAMPLE_IMAGE

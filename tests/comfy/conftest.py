@@ -1,4 +1,4 @@
-"""Fixtures for the ComfyUI integration tests (the harness itself is in comfy_harness.py).
+"""Fixtures for the ComfyUI integration tests (the harness itself is testkit/comfy_harness.py).
 
 ComfyUI comes from scripts/get-comfyui.sh (into .comfyui/ComfyUI), the newest frontend from scripts/get-frontend.sh,
 Chromium from scripts/get-chromium.sh. Without them these tests skip with the reason; in CI (CI set, or
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from comfy_harness import (
+from testkit.comfy_harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
     COMFY_DIR,

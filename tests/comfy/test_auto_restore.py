@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from comfy_harness import (
+from testkit.comfy_harness import (
     DEFAULT_ENTRY,
     DENOISE_NAME,
     LEVEL_DENOISE,
@@ -198,7 +198,7 @@ def test_work_auto_restore_without_comfyui():
     """The pure part, with stand-in loaders: order of steps, passes to reach the scale, notes kept."""
     from swinir.estimate import Degradation, recommend
 
-    from comfy_harness import REPO  # noqa: F401  (the pack root is on sys.path through the harness)
+    from testkit.comfy_harness import REPO  # noqa: F401  (the pack root is on sys.path through the harness)
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("pack_for_auto", REPO / "__init__.py",

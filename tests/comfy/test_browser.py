@@ -10,7 +10,7 @@ import io
 import os
 import shutil
 
-from comfy_harness import (
+from testkit.comfy_harness import (
     BUNDLED_FRONTEND,
     REPO,
     UI_TIMEOUT_MS,

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from comfy_harness import COMFY_DIR, missing, pack_module
+from testkit.comfy_harness import COMFY_DIR, missing, pack_module
 
 
 @pytest.fixture(scope="module")

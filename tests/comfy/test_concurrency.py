@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from comfy_harness import (
+from testkit.comfy_harness import (
     DENOISE_NAME,
     SR_NAME,
     ComfyEvents,

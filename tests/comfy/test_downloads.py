@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from comfy_harness import (
+from testkit.comfy_harness import (
     COMFY_DIR,
     _spandrel_swinir,
     engine,

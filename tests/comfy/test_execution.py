@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from swinir.precision import cpu_has_native
 
-from comfy_harness import (
+from testkit.comfy_harness import (
     ComfyEvents,
     DENOISE_NAME,
     GRAY_DENOISE_NAME,

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from comfy_harness import (
+from testkit.comfy_harness import (
     DENOISE_NAME,
     SR_NAME,
     make_image,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from comfy_harness import ALL_WORKFLOWS, DEFAULT_ENTRY, DENOISE_NAME, GRAY_DENOISE_NAME, JPEG_NAME, PACK_NAME, SPANDREL_SR_NAME
+from testkit.comfy_harness import ALL_WORKFLOWS, DEFAULT_ENTRY, DENOISE_NAME, GRAY_DENOISE_NAME, JPEG_NAME, PACK_NAME, SPANDREL_SR_NAME
 
 NODES = {
     "SwinIRModelLoader": "Load SwinIR Model",

@@ -9,7 +9,7 @@ import struct
 
 import numpy as np
 
-from comfy_harness import ComfyEvents, default_model_path, make_image, p_load_image, p_loader, p_restore, p_save
+from testkit.comfy_harness import ComfyEvents, default_model_path, make_image, p_load_image, p_loader, p_restore, p_save
 
 PREVIEW_IMAGE = 1  # protocol.BinaryEventTypes.PREVIEW_IMAGE
 JPEG = 1

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import pytest
 from PIL import Image
 
-from comfy_harness import COMFY_DIR, REPO, missing
+from testkit.comfy_harness import COMFY_DIR, REPO, missing
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ temporary file is left in the models, input, output or temp folders or the pack.
 
 from __future__ import annotations
 
-from comfy_harness import DEFAULT_ENTRY, SR_NAME
-from soak import SoakConfig, run_soak
+from testkit.comfy_harness import DEFAULT_ENTRY, SR_NAME
+from testkit.soak import SoakConfig, run_soak
 
 LIGHT = SoakConfig(prompts=40, warmup=20, max_side=160, sr_model=SR_NAME, interrupt_model=DEFAULT_ENTRY,
                    interrupt_side=160, seed=14)

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from comfy_harness import REPO
+from testkit.comfy_harness import REPO
 
 PKG = "comfyui_swinir_pack_under_test"
 

@@ -18,7 +18,7 @@ from PIL import Image
 import swinir
 import swinir.model_ref
 
-from comfy_harness import (
+from testkit.comfy_harness import (
     ALL_WORKFLOWS,
     DOWNLOAD_WORKFLOWS,
     EXAMPLE_IMAGE,
@@ -58,7 +58,7 @@ def test_template_folder_holds_each_template_and_its_thumbnail():
     assert sorted(p.name for p in WORKFLOWS.glob("*.json")) == sorted(ALL_WORKFLOWS)
     for name in ALL_WORKFLOWS:
         thumb = WORKFLOWS / name.replace(".json", ".jpg")
-        assert thumb.is_file(), f"{thumb} is missing: run tests/comfy/build_workflows.py"
+        assert thumb.is_file(), f"{thumb} is missing: run python -m tests.comfy.build_workflows"
         assert thumb.stat().st_size < THUMBNAIL_MAX_BYTES, f"{thumb} is {thumb.stat().st_size} bytes"
         with Image.open(thumb) as im:
             assert im.format == "JPEG" and im.width == im.height >= 200, (im.format, im.size)

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from comfy_harness import (
+from testkit.comfy_harness import (
     DENOISE_NAME,
     JPEG_NAME,
     PACK_DIR,

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 COMFY_DIR = Path(os.environ.get("SWINIR_COMFYUI_DIR", REPO / ".comfyui" / "ComfyUI"))
 CHROMIUM = os.environ.get("SWINIR_CHROMIUM", "/usr/bin/chromium")
 PACK_NAME = "ComfyUI-SwinIR"
@@ -69,10 +69,6 @@ NEWEST_FRONTEND = Frontend(
     _NEWEST, REPO / ".comfyui" / f"frontend-{_NEWEST}" / "comfyui_frontend_package" / "static"
 )
 FRONTENDS = [BUNDLED_FRONTEND, NEWEST_FRONTEND]
-
-# The expected outputs come from the core library, imported from the checkout as `swinir`.
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 CHROMIUM_ARGS = [
     "--headless",

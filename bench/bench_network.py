@@ -48,7 +48,10 @@ CHILD = """
 import sys, threading, time, torch
 from bench.bench_network import build
 ours, ref = build({variant!r})
-model = ours if {path!r} == "ours" else ref
+model = ref if {path!r} == "spandrel" else ours
+if {path!r} == "ours-sdpa":  # the blocks on scaled_dot_product_attention instead of attend_cpu
+    import swinir.network
+    swinir.network._cpu_fast_path = lambda x: False
 del ours, ref
 import gc; gc.collect()
 x = torch.rand(1, 3, {size}, {size})
@@ -98,10 +101,11 @@ def main() -> None:
                 # Children only: a parent that has run big forward passes keeps their heap, and the two together
                 # can exhaust the machine.
                 row = dict(model=f"SwinIR-{variant} x2", size=size, rss_ours=child_peak(variant, "ours", size),
+                           rss_ours_sdpa=child_peak(variant, "ours-sdpa", size),
                            rss_spandrel=child_peak(variant, "spandrel", size))
                 rows.append(row)
-                print(f"| SwinIR-{variant} x2 | {size}² | | | | | | | {row['rss_ours']:.0f} | "
-                      f"{row['rss_spandrel']:.0f} |", flush=True)
+                print(f"| SwinIR-{variant} x2 | {size}² | | | | | | | {row['rss_ours']:.0f} "
+                      f"(SDPA attention: {row['rss_ours_sdpa']:.0f}) | {row['rss_spandrel']:.0f} |", flush=True)
                 continue
             x = torch.rand(1, 3, size, size)
             times = {"ours": [], "spandrel": [], "engine": []}

@@ -448,8 +448,9 @@ def _signature(q, mask) -> tuple:
 def annotated_attention(signatures: dict | None):
     """Wraps network.window_attention (looked up per call by WindowAttention.forward) in a profiler range, so the
     backend op and kernels of each call can be read off the trace; collects call signatures while `signatures`
-    is a dict."""
-    original = network.window_attention
+    is a dict. The check is about the SDPA path, so fp32 inference on the CPU (the quick CPU run) takes it too
+    instead of its own `attend_cpu`."""
+    original, fast_path = network.window_attention, network._cpu_fast_path
 
     def wrapper(q, k, v, mask, scale):
         if signatures is not None:
@@ -467,10 +468,11 @@ def annotated_attention(signatures: dict | None):
             return original(q, k, v, mask, scale)
 
     network.window_attention = wrapper
+    network._cpu_fast_path = lambda x: False
     try:
         yield
     finally:
-        network.window_attention = original
+        network.window_attention, network._cpu_fast_path = original, fast_path
 
 
 @contextmanager

@@ -1,10 +1,11 @@
 """The SwinIR network (Liang et al., ICCV-W 2021) with the official state-dict key names.
 
 Same arithmetic as the official code, organised for speed: tokens stay channels-last, the roll and the window
-partition are one cached gather (see `windows.py`), attention runs through `scaled_dot_product_attention` with the
-relative-position bias (plus one of four shift patterns) as an additive mask, and the bias and masks are recomputed
-instead of being stored, so any input size works whatever patch size a checkpoint was trained on. At inference each
-block runs over chunks of windows sized to the CPU's cache (`memory.block_chunk_tokens`), writing in place.
+partition are one cached gather (see `windows.py`), attention adds the relative-position bias (plus one of four
+shift patterns) as a mask, and the bias and masks are recomputed instead of being stored, so any input size works
+whatever patch size a checkpoint was trained on. At inference each block runs over chunks of windows sized to the
+CPU's cache (`memory.block_chunk_tokens`), writing in place; on the CPU in fp32 its attention is batched matmuls of
+its own (`WindowAttention.attend_cpu`), elsewhere `scaled_dot_product_attention`.
 """
 
 from __future__ import annotations
@@ -29,12 +30,25 @@ USE_SDPA = True
 # padded copy cached per device and dtype) and masks get 8-aligned rows; without that every call falls back to the
 # math path. The CPU flash kernel takes any head dim, so the CPU runs unpadded.
 ALIGN = {"cuda": 8}
+# CPU inference (fp32, no autograd) runs attention as batched matmuls of its own instead (see `attend_cpu`): the CPU
+# flash kernel is built for long sequences and spends most of its time on bookkeeping for 64-token windows with
+# head dims of 10 or 30. Each head's values get one column of ones and zero columns up to a multiple of this many
+# (one AVX2 register of fp32): the scores-times-values product is three times faster for head dim 10 than
+# with 10 columns (bench/RESULTS.md).
+CPU_VALUE_ALIGN = 8
+LOG2E = 1 / math.log(2)
+LN2 = math.log(2)
 
 _module_ids = itertools.count()
 
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+def _value_width(head_dim: int) -> int:
+    """Columns of one head's v in `WindowAttention.attend_cpu`: the head's, one of ones, zeros up to alignment."""
+    return _round_up(head_dim + 1, CPU_VALUE_ALIGN)
 
 
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
@@ -89,9 +103,9 @@ class WindowAttention(nn.Module):
         index = windows.relative_position_index(self.window_size, table.device).long()
         return table[index].view(n, n, -1).permute(2, 0, 1)
 
-    def attention_masks(self, shifted: bool, dtype: torch.dtype, align: int) -> torch.Tensor:
+    def attention_masks(self, shifted: bool, dtype: torch.dtype, align: int, scale: float = 1.0) -> torch.Tensor:
         """(groups, heads, N, N) additive masks, bias plus each window group's shift pattern (see windows.GROUPS),
-        with `align`-multiple strides; cached while the weights are constant."""
+        times `scale`, with `align`-multiple strides; cached while the weights are constant."""
         table = self.relative_position_bias_table
 
         def build() -> torch.Tensor:
@@ -101,12 +115,12 @@ class WindowAttention(nn.Module):
                 patterns = cached(("shift_patterns", w), table.device,
                                   lambda: windows.shift_patterns(w, w // 2).to(table.device))
                 bias = bias + patterns.unsqueeze(1)
-            return aligned(bias.to(dtype), align)
+            return aligned((bias * scale if scale != 1.0 else bias).to(dtype), align)
 
         key = self._weights_key(table)
         if key is None:
             return build()
-        return cached(("masks", key, shifted, dtype, align), table.device, build, owner=self._cache_id)
+        return cached(("masks", key, shifted, dtype, align, scale), table.device, build, owner=self._cache_id)
 
     def padded_weights(self, head_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """qkv weight and bias and proj weight with each head's dim zero-padded to `head_dim`: the extra q and k
@@ -128,6 +142,74 @@ class WindowAttention(nn.Module):
         if key is None:
             return build()
         return cached(("padded", key, head_dim, dtype), qw.device, build, owner=self._cache_id)
+
+    def cpu_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """For `attend_cpu`: the qkv weight and bias with q pre-multiplied by log2(e) / sqrt(head_dim) (scores in
+        base 2), and each head's v padded to `_value_width` rows: zeros, except a first extra row of bias 1 (an
+        all-ones value column, whose output is the row sum of the scores' powers); cached while the weights are
+        constant."""
+        qw, qb = self.qkv.weight, self.qkv.bias
+        c, heads = qw.shape[1], self.num_heads
+        hd = c // heads
+        vd = _value_width(hd)
+
+        def build() -> tuple[torch.Tensor, torch.Tensor]:
+            scale = hd**-0.5 * LOG2E
+            v_w = qw.new_zeros(heads, vd, c)
+            v_w[:, :hd] = qw[2 * c :].view(heads, hd, c)
+            v_b = qb.new_zeros(heads, vd)
+            v_b[:, :hd] = qb[2 * c :].view(heads, hd)
+            v_b[:, hd] = 1.0
+            weight = torch.cat([qw[:c] * scale, qw[c : 2 * c], v_w.view(-1, c)])
+            bias = torch.cat([qb[:c] * scale, qb[c : 2 * c], v_b.view(-1)])
+            return weight.contiguous(), bias.contiguous()
+
+        key = self._weights_key(qw, qb)
+        if key is None:
+            return build()
+        return cached(("cpu", key), qw.device, build, owner=self._cache_id)
+
+    def attend_cpu(self, x: torch.Tensor, group: int, shifted: bool) -> torch.Tensor:
+        """x: (T, C) normed tokens of whole windows in layout order; returns the attention output before `proj`,
+        (T, C), in the official head order.
+
+        Per head, one `baddbmm` over all windows reads q and k in place from the qkv output (row stride = its width)
+        and adds the base-2 mask as it writes the scores; `exp2_` turns them into the softmax's numerators in place
+        (the softmax is shift-invariant, so the usual subtraction of the row maximum is left out); one `bmm` with
+        the padded v gives the unnormalised output and, in the all-ones column, each row's denominator; one
+        division for all heads normalises and writes the official layout. exp2 runs at twice the speed of exp here
+        and this is one pass over the scores where a softmax makes three. A head whose denominators are not
+        positive and finite (scores past fp32's exponent range, where the maximum's subtraction matters) is redone
+        with a softmax."""
+        weight, bias = self.cpu_weights()
+        c, heads = x.shape[1], self.num_heads
+        hd = c // heads
+        vd = _value_width(hd)
+        n = self.window_size**2
+        count = x.shape[0] // n
+        qkv = F.linear(x, weight, bias).view(count, n, -1)
+        masks = self.attention_masks(shifted, x.dtype, 1, LOG2E)[group if shifted else 0]
+        scores = x.new_empty(count, n, n)
+        out = x.new_empty(heads, count, n, vd)
+
+        def head(h: int, softmax: bool) -> None:
+            q = qkv[:, :, h * hd : (h + 1) * hd]
+            k = qkv[:, :, c + h * hd : c + (h + 1) * hd]
+            torch.baddbmm(masks[h].expand(count, n, n), q, k.transpose(1, 2), out=scores)
+            weights = torch.softmax(scores.mul_(LN2), -1, out=scores) if softmax else scores.exp2_()
+            torch.bmm(weights, qkv[:, :, 2 * c + h * vd : 2 * c + (h + 1) * vd], out=out[h])
+
+        for h in range(heads):
+            head(h, softmax=False)
+        sums = out[..., hd]
+        low, high = torch.aminmax(sums)
+        if not (low > 0 and high < math.inf):
+            for h in range(heads):
+                if not bool(((sums[h] > 0) & (sums[h] < math.inf)).all()):
+                    head(h, softmax=True)
+        result = x.new_empty(count, n, heads, hd)
+        torch.div(out[..., :hd].permute(1, 2, 0, 3), out[..., hd : hd + 1].permute(1, 2, 0, 3), out=result)
+        return result.view(count * n, c)
 
     def forward(self, x: torch.Tensor, group: int, shifted: bool) -> torch.Tensor:
         """x: (B, L, C) tokens of whole windows in layout order, all of shift pattern `group` (see windows.GROUPS;
@@ -152,6 +234,13 @@ class WindowAttention(nn.Module):
         if hdp != hd:
             return F.linear(out, proj_w, self.proj.bias)
         return self.proj(out)
+
+
+def _cpu_fast_path(x: torch.Tensor) -> bool:
+    """Whether a block at inference runs `attend_cpu` in place: fp32 on the CPU, without autocast, and not while
+    the padded CUDA path is being verified on the CPU (ALIGN["cpu"] set)."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and ALIGN.get("cpu", 1) == 1
+            and not torch.is_autocast_enabled("cpu") and x.is_contiguous())
 
 
 class Mlp(nn.Module):
@@ -186,10 +275,24 @@ class SwinTransformerBlock(nn.Module):
             return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         tokens = memory.block_chunk_tokens(x.shape[2], x.element_size(), x.device.type)
         per_chunk = max(1, tokens // (x.shape[0] * n))
+        fast = _cpu_fast_path(x)
         for g, start, stop in layout.spans(per_chunk):
             part = x[:, start * n : stop * n]
-            part.copy_(self._windows(part, g, shifted))
+            if fast:
+                for image in part:
+                    self._windows_in_place(image, g, shifted)
+            else:
+                part.copy_(self._windows(part, g, shifted))
         return x
+
+    def _windows_in_place(self, x: torch.Tensor, group: int, shifted: bool) -> None:
+        """`_windows` on (T, C) contiguous tokens, written into `x`: the two residual sums are accumulated by
+        `addmm_` into the stream itself, with no output tensor and no copy back."""
+        attn, mlp = self.attn, self.mlp
+        x.addmm_(attn.attend_cpu(self.norm1(x), group, shifted), attn.proj.weight.t()).add_(attn.proj.bias)
+        hidden = mlp.fc1(self.norm2(x))
+        torch._C._nn.gelu_(hidden)
+        x.addmm_(hidden, mlp.fc2.weight.t()).add_(mlp.fc2.bias)
 
     def _windows(self, x: torch.Tensor, group: int, shifted: bool) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), group, shifted)

@@ -397,7 +397,7 @@ def mutate_zip(data: bytes, rng: random.Random, code: str) -> bytes:
     if op == 0:
         return _edit_zip_directory(data, rng)
     members = _zip_members(data)
-    if members is None:
+    if not members:  # unreadable, or emptied by an earlier removal: mutate its bytes instead
         return mutate_bytes(data, rng)
     names = [n for n, _ in members]
     pkl = next((i for i, n in enumerate(names) if n.endswith("data.pkl")), None)

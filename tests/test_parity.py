@@ -6,6 +6,8 @@ batching. Reference weights are fully random so the body, the bias tables and ev
 
 from __future__ import annotations
 
+import copy
+
 import math
 import random
 import zlib
@@ -273,8 +275,10 @@ def multi_window(tmp_path_factory):
 
 
 def test_plain_matmul_attention_matches_sdpa(multi_window, monkeypatch):
+    """The paths autograd, autocast and the CUDA kernels take (CPU inference has its own, below)."""
     ref, model = multi_window
     x = torch.rand(1, 3, 15, 18, generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(swinir.network, "_cpu_fast_path", lambda x: False)
     fused = our_output(model, x)
 
     def forbidden(*args, **kwargs):
@@ -288,6 +292,65 @@ def test_plain_matmul_attention_matches_sdpa(multi_window, monkeypatch):
     assert swinir.network.USE_SDPA is True
     assert max_diff(plain, fused) <= TOL
     assert max_diff(plain, reference_output(ref, x)) <= TOL
+
+
+def test_cpu_inference_runs_its_own_attention(multi_window, monkeypatch):
+    """fp32 inference on the CPU runs `attend_cpu` (batched matmuls, exp2, one division), never the fused kernel,
+    and matches both the fused-kernel path and the official network."""
+    ref, model = multi_window
+    x = torch.rand(2, 3, 15, 18, generator=torch.Generator().manual_seed(13))
+    monkeypatch.setattr(swinir.network, "_cpu_fast_path", lambda x: False)
+    fused = our_output(model, x)
+    monkeypatch.undo()
+
+    calls = []
+    original = swinir.network.WindowAttention.attend_cpu
+
+    def spy(self, *args):
+        calls.append(args[1:])
+        return original(self, *args)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("scaled_dot_product_attention called on the CPU inference path")
+
+    monkeypatch.setattr(swinir.network.WindowAttention, "attend_cpu", spy)
+    monkeypatch.setattr(swinir.network.F, "scaled_dot_product_attention", forbidden)
+    own = our_output(model, x)
+    monkeypatch.undo()
+    assert {shifted for _, shifted in calls} == {False, True}
+    assert {group for group, shifted in calls if shifted} == {0, 1, 2, 3}  # every shift pattern's mask
+    assert max_diff(own, fused) <= TOL
+    assert max_diff(own, reference_output(ref, x)) <= TOL
+
+
+def test_scores_past_the_exponent_range_fall_back_to_a_softmax(multi_window, monkeypatch):
+    """`attend_cpu` leaves out the softmax's subtraction of the row maximum; scores whose powers of two overflow
+    or underflow fp32 are redone with a softmax, and the output still matches the official network's."""
+    ref, loaded = multi_window
+    model = swinir.SwinIR(loaded.config).eval()
+    model.load_state_dict(loaded.state_dict())
+    other = copy.deepcopy(ref)
+    c = model.config.embed_dim
+    for net in (model, other):
+        qkv = net.layers[0].residual_group.blocks[1].attn.qkv
+        with torch.no_grad():
+            qkv.weight[:c].mul_(60.0)  # q: scores of several hundred
+    x = torch.rand(1, 3, 15, 18, generator=torch.Generator().manual_seed(14))
+    softmaxes = []
+    real_softmax = torch.softmax
+
+    def counted(*args, **kwargs):
+        softmaxes.append(args[0].shape)
+        return real_softmax(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "softmax", counted)
+    got = our_output(model, x)
+    monkeypatch.undo()
+    expected = reference_output(other, x)
+    assert softmaxes, "no head was redone with a softmax: the scores did not leave fp32's exponent range"
+    assert torch.isfinite(got).all()
+    assert max_diff(got, expected) <= 10 * TOL
+    assert max_diff(got, reference_output(ref, x)) > 1000 * TOL  # the scaled scores change the output
 
 
 def test_batch_equals_images_one_by_one(multi_window):

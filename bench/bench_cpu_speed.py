@@ -1,8 +1,8 @@
 """SwinIR on the CPU against this machine's matmul rate, and against spandrel (what ComfyUI's core node runs).
 
 One process, everything interleaved round by round, medians: an fp32 matmul (2048², all threads) gives the rate
-the network is measured against; each model runs through our path, through our path with the CPU attention
-switched back to `scaled_dot_product_attention` (what `swinir.network` ran before `attend_cpu`), and through
+the network is measured against; each model runs through our path, through our path with the CPU blocks on
+`scaled_dot_product_attention` (the path of training and autocast) instead of `attend_cpu`, and through
 spandrel's port of the official network with the same weights. GFLOP/s counts the official network's
 multiply-adds (torch's FlopCounterMode on spandrel's network at 64², scaled by the pixel count: every layer's
 work is linear in the pixels of a window-multiple input), so padding and layout tricks of ours earn nothing.
